@@ -1,0 +1,21 @@
+export { chain, scaleBy } from './transform';
+export type { StateOf, TensorMap, Transform, TransformResult, UpdateContext } from './transform';
+export {
+  cosineDecay,
+  exponentialDecay,
+  linearSchedule,
+  resolveHyperparameter,
+  withWarmup,
+} from './schedule';
+export type { Hyperparameter, Schedule } from './schedule';
+export { applyTransform, disposeReplaced, tensorsIn } from './memory';
+export {
+  allFinite,
+  checkFinite,
+  checkNumber,
+  checkOneOf,
+  checkRank,
+  checkSquareMatrix,
+  checkVector,
+} from './validation';
+export type { NumberBounds } from './validation';

@@ -1,0 +1,42 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { describe, expect, it } from 'vitest';
+
+import { allFinite, checkFinite, checkNumber, checkOneOf, checkSquareMatrix, checkVector } from './validation';
+
+describe('validation', () => {
+  it('checks numbers against bounds', () => {
+    expect(checkNumber('f', 'gamma', 0.5, { min: 0, max: 1, minExclusive: true, maxExclusive: true })).toBe(0.5);
+    expect(() => checkNumber('f', 'gamma', 1, { min: 0, max: 1, maxExclusive: true })).toThrow('f: gamma must be [0, 1), got 1');
+    expect(() => checkNumber('f', 'n', 2.5, { min: 1, integer: true })).toThrow(/an integer in \[1, ∞\)/);
+    expect(() => checkNumber('f', 'x', Number.NaN)).toThrow(RangeError);
+    expect(() => checkNumber('f', 'x', '3')).toThrow(/got 3/);
+    expect(checkOneOf('f', 'form', 'exact', ['exact', 'paper'] as const)).toBe('exact');
+    expect(() => checkOneOf('f', 'form', 'x', ['exact', 'paper'] as const)).toThrow("must be one of 'exact', 'paper'");
+  });
+
+  it('checks shapes', () => {
+    const m = tf.zeros([3, 3]);
+    const r = tf.zeros([3, 2]);
+    const v = tf.zeros([3]);
+    expect(checkSquareMatrix('f', 'inverse', m)).toBe(3);
+    expect(() => checkSquareMatrix('f', 'inverse', r)).toThrow('f: inverse must be square, got shape [3, 2]');
+    expect(() => checkSquareMatrix('f', 'inverse', v)).toThrow(/rank 2/);
+    expect(() => checkSquareMatrix('f', 'inverse', [[1]])).toThrow(TypeError);
+    expect(() => checkVector('f', 'v', v, 4)).toThrow('f: v must have length 4, got shape [3]');
+    tf.dispose([m, r, v]);
+    expect(() => checkSquareMatrix('f', 'inverse', m)).toThrow(/disposed/);
+  });
+
+  it('detects NaN and Inf without leaking', () => {
+    const good = tf.tensor1d([1, -2, 3e30]);
+    const nan = tf.tensor1d([1, Number.NaN]);
+    const inf = tf.tensor2d([[1, Number.NEGATIVE_INFINITY]]);
+    const before = tf.memory().numTensors;
+    expect(allFinite(good)).toBe(true);
+    expect(allFinite(nan)).toBe(false);
+    expect(allFinite(inf)).toBe(false);
+    expect(() => checkFinite('f', 'v', nan)).toThrow('f: v contains NaN or Inf');
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([good, nan, inf]);
+  });
+});

@@ -1,0 +1,98 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+/** Bounds for {@link checkNumber}; a bound left out is not checked. */
+export interface NumberBounds {
+  /** Smallest allowed value (inclusive unless `minExclusive`). */
+  readonly min?: number;
+  /** Largest allowed value (inclusive unless `maxExclusive`). */
+  readonly max?: number;
+  readonly minExclusive?: boolean;
+  readonly maxExclusive?: boolean;
+  /** Require a whole number. */
+  readonly integer?: boolean;
+}
+
+function describeInterval(b: NumberBounds): string {
+  const lo = b.min === undefined ? '(-∞' : `${b.minExclusive ? '(' : '['}${b.min}`;
+  const hi = b.max === undefined ? '∞)' : `${b.max}${b.maxExclusive ? ')' : ']'}`;
+  return `${b.integer ? 'an integer in ' : ''}${lo}, ${hi}`;
+}
+
+/**
+ * Checks a hyperparameter: a finite number within `bounds`. Returns it, or throws a
+ * `RangeError` such as `updateInverseFactor: gamma must be in (0, 1), got 1.5`.
+ */
+export function checkNumber(where: string, name: string, value: unknown, bounds: NumberBounds = {}): number {
+  const ok =
+    typeof value === 'number' &&
+    Number.isFinite(value) &&
+    (bounds.min === undefined || (bounds.minExclusive ? value > bounds.min : value >= bounds.min)) &&
+    (bounds.max === undefined || (bounds.maxExclusive ? value < bounds.max : value <= bounds.max)) &&
+    (!bounds.integer || Number.isInteger(value));
+  if (!ok) {
+    throw new RangeError(`${where}: ${name} must be ${describeInterval(bounds)}, got ${String(value)}`);
+  }
+  return value as number;
+}
+
+/** Checks that `value` is one of `allowed`; throws a `RangeError` listing them otherwise. */
+export function checkOneOf<const T extends string>(
+  where: string,
+  name: string,
+  value: unknown,
+  allowed: readonly T[],
+): T {
+  if (!allowed.includes(value as T)) {
+    throw new RangeError(
+      `${where}: ${name} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${String(value)}`,
+    );
+  }
+  return value as T;
+}
+
+/** Checks that `t` is a tensor of the given rank; returns its shape. */
+export function checkRank(where: string, name: string, t: unknown, rank: number): number[] {
+  if (!(t instanceof tf.Tensor)) {
+    throw new TypeError(`${where}: ${name} must be a tf.Tensor, got ${typeof t}`);
+  }
+  if (t.isDisposed) throw new TypeError(`${where}: ${name} has been disposed`);
+  if (t.rank !== rank) {
+    throw new RangeError(`${where}: ${name} must have rank ${rank}, got shape [${t.shape.join(', ')}]`);
+  }
+  return t.shape;
+}
+
+/** Checks that `t` is a square matrix `[d, d]`; returns d. */
+export function checkSquareMatrix(where: string, name: string, t: unknown): number {
+  const [rows, cols] = checkRank(where, name, t, 2) as [number, number];
+  if (rows !== cols) {
+    throw new RangeError(`${where}: ${name} must be square, got shape [${rows}, ${cols}]`);
+  }
+  return rows;
+}
+
+/** Checks that `t` is a vector of length `d` (shape `[d]`). */
+export function checkVector(where: string, name: string, t: unknown, d: number): void {
+  const [length] = checkRank(where, name, t, 1) as [number];
+  if (length !== d) {
+    throw new RangeError(`${where}: ${name} must have length ${d}, got shape [${length}]`);
+  }
+}
+
+/**
+ * Whether every entry of `t` is finite. Costs one reduction and one read-back of a scalar:
+ * `Σ 0·tᵢ` is 0 exactly when no entry is NaN or ±Inf.
+ */
+export function allFinite(t: tf.Tensor): boolean {
+  const probe = tf.tidy(() => tf.sum(tf.mul(t, tf.scalar(0, t.dtype))));
+  const value = probe.dataSync()[0] as number;
+  probe.dispose();
+  return value === 0;
+}
+
+/** Throws a `RangeError` when `t` holds NaN or ±Inf (see {@link allFinite}). */
+export function checkFinite(where: string, name: string, t: tf.Tensor): void {
+  if (!allFinite(t)) {
+    throw new RangeError(`${where}: ${name} contains NaN or Inf`);
+  }
+}

@@ -1,0 +1,3 @@
+export * from './float64';
+export * from './arbitraries';
+export * from './memory';

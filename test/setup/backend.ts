@@ -1,0 +1,20 @@
+/**
+ * Test setup: selects the TensorFlow.js backend named by MKOR_TEST_BACKEND (`wasm` by default,
+ * or `cpu`) before any test runs, and makes fast-check runs reproducible when FC_SEED is set.
+ */
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
+import * as tf from '@tensorflow/tfjs-core';
+import fc from 'fast-check';
+
+const backend = process.env.MKOR_TEST_BACKEND ?? 'wasm';
+if (backend !== 'wasm' && backend !== 'cpu') {
+  throw new Error(`MKOR_TEST_BACKEND must be 'wasm' or 'cpu', got '${backend}'`);
+}
+if (!(await tf.setBackend(backend))) {
+  throw new Error(`the ${backend} backend failed to initialise`);
+}
+await tf.ready();
+
+const seed = process.env.FC_SEED;
+fc.configureGlobal(seed === undefined ? {} : { seed: Number(seed) });
