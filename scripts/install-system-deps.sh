@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project needs, when missing: the Fashion-MNIST IDX files
-# (real data for the examples, integration tests and benchmarks). Needs root (or sudo).
+# (real data for the examples, integration tests and benchmarks) and Open MPI (the MPI transport).
+# Needs root (or sudo).
 set -euo pipefail
-packages=(dataset-fashion-mnist)
+packages=(dataset-fashion-mnist openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,1 +1,13 @@
-export {};
+/**
+ * `@mkor/capture` — captures what second-order optimizers need from TensorFlow.js models: for
+ * every Dense and Conv2D layer, on every training step, the rank-1 statistics of MKOR
+ * Algorithm 1, step 1 (`a`, the mean input row, and `g`, the mean gradient of the loss with
+ * respect to the pre-activation output row), paired per step, plus which variable belongs to
+ * which layer. `prepareModel` does it for tfjs-layers models; `createCapture` for hand-written ones.
+ */
+export { prepareModel } from './prepare-model';
+export type { Layer, PrepareModelOptions } from './prepare-model';
+export { createCapture } from './create-capture';
+export type { CaptureConv2dOptions, CreateCaptureOptions, ModelCapture } from './create-capture';
+export { DEFAULT_MAX_DIM } from './registry';
+export type { CaptureRegistry, FirstOrderLayer, LayerKind, LayerStatistics, SecondOrderLayer } from './types';

@@ -19,3 +19,9 @@ export {
   checkVector,
 } from './validation';
 export type { NumberBounds } from './validation';
+export { skipNonFinite } from './guard';
+export type { SkipNonFiniteState } from './guard';
+export { flattenState, restoreState } from './state-io';
+export type { NamedStateTensor, StateIoOptions } from './state-io';
+export { TransformOptimizer } from './optimizer';
+export type { TransformOptimizerOptions } from './optimizer';

@@ -1,1 +1,20 @@
-export {};
+export {
+  addDecayedWeights,
+  scaleByAdam,
+  scaleByLearningRate,
+  scaleByTrustRatio,
+  traceMomentum,
+} from './transforms';
+export type {
+  AddDecayedWeightsOptions,
+  ParameterMask,
+  ScaleByAdamOptions,
+  ScaleByAdamState,
+  ScaleByTrustRatioOptions,
+  StepCountState,
+  TraceMomentumOptions,
+  TraceMomentumState,
+} from './transforms';
+export { adam, adamw, lamb, sgd } from './optimizers';
+export type { AdamOptions, AdamwOptions, LambOptions, Optimizer, SgdOptions } from './optimizers';
+export { applyUpdates } from './apply-updates';

@@ -1,1 +1,11 @@
-export {};
+export { shermanMorrison } from './sherman-morrison';
+export type { ShermanMorrisonOptions } from './sherman-morrison';
+export {
+  DEFAULT_GAMMA,
+  DEFAULT_INVERSE_UPDATE_FORM,
+  INVERSE_UPDATE_FORMS,
+  REFERENCE_BLEND,
+  updateInverseFactor,
+  updateInverseFactorRankR,
+} from './inverse-update';
+export type { InverseUpdateForm, InverseUpdateOptions } from './inverse-update';

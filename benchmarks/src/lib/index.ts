@@ -1,0 +1,12 @@
+export { describeEnvironment, environmentTable } from './environment';
+export type { Environment } from './environment';
+export { formatNumber, formatTiming, markdownTable } from './markdown';
+export { parseOptions, publishReport, useBackend } from './run';
+export type { BenchmarkOptions } from './run';
+export { fittedExponent, measure, quantile } from './timing';
+export type { MeasureOptions, Timing } from './timing';
+export { measureMemoryBandwidth } from './bandwidth';
+export type { Bandwidth } from './bandwidth';
+export { kernelTraffic } from './traffic';
+export type { KernelTraffic } from './traffic';
+export { forceCompletion } from './completion';

@@ -1,0 +1,579 @@
+import { availableParallelism } from 'node:os';
+import { Worker, isMainThread, workerData } from 'node:worker_threads';
+
+import { checkNumber } from '@mkor/core';
+import { decodeFloat16, encodeFloat16 } from '@mkor/fp16';
+
+import { DEFAULT_TIMEOUT_MS } from './in-process';
+import {
+  accumulateInto,
+  checkFloat32Buffer,
+  checkRoot,
+  checkTimeout,
+  finishReduction,
+  resolveCollectiveOptions,
+  resolveTimeout,
+} from './reduce';
+import { describeMismatch } from './request';
+import type { CollectiveRequest } from './request';
+import {
+  REDUCE_OPS,
+  TransportAbortedError,
+  TransportClosedError,
+  TransportMismatchError,
+  TransportTimeoutError,
+  WIRE_PRECISIONS,
+} from './transport';
+import type { CollectiveKind, CollectiveOptions, TimeoutOptions, Transport } from './transport';
+
+/** The default size of each rank's staging region (per buffer set): 512 KiB, 131,072 float32. */
+export const DEFAULT_CHUNK_BYTES = 512 * 1024;
+
+/** How long a rank polls shared memory before it sleeps, when spinning is on. */
+const SPIN_MILLISECONDS = 0.1;
+
+/** The `workerData` key under which {@link startWorkerGroup} hands a worker its place in the group. */
+const WORKER_DATA_KEY = '@mkor/allreduce';
+
+// Shared memory layout, in Int32 words: a control block, then per rank a status block, then per
+// buffer set (two, alternating by round) and rank a header; after the words, the data regions.
+const DOORBELL = 0; // incremented (and notified) by every event a waiting rank must look at
+const ABORT_STATE = 1; // 0: running; -1: an abort is being written; else an AbortCause
+const ABORT_REPORTER = 2; // the rank that aborted the group
+const ABORT_SEQUENCE = 3; // the collective it was in
+const ABORT_KIND = 4; // and its kind (index into KINDS)
+const CONTROL_WORDS = 5;
+
+const ARRIVED = 0; // the last round this rank has published its contribution for
+const STATUS = 1; // RankStatus
+const EXIT_CODE = 2; // when STATUS is EXITED
+const CULPRIT = 3; // 1 when this rank's failure aborted the group
+const RANK_WORDS = 4;
+
+const HEADER_KIND = 0;
+const HEADER_LENGTH = 1;
+const HEADER_OP = 2;
+const HEADER_PRECISION = 3;
+const HEADER_ROOT = 4;
+const HEADER_CHUNK = 5;
+const HEADER_WORDS = 6;
+
+const ACTIVE = 0;
+const CLOSED = 1;
+const EXITED = 2;
+
+const ABORT_TIMEOUT = 1;
+const ABORT_DEPARTED = 2;
+
+const KINDS: readonly CollectiveKind[] = ['allReduce', 'broadcast', 'barrier'];
+
+/** Everything a rank needs to join a group: the shared memory and the group's settings. */
+interface GroupDescriptor {
+  readonly memory: SharedArrayBuffer;
+  readonly worldSize: number;
+  readonly rank: number;
+  readonly chunkBytes: number;
+  readonly timeoutMs: number;
+  readonly spin: boolean;
+}
+
+/** Typed views of a group's shared memory. */
+class SharedLayout {
+  readonly words: Int32Array;
+  readonly #worldSize: number;
+  readonly #chunkBytes: number;
+  readonly #dataOffset: number;
+  readonly #memory: SharedArrayBuffer;
+
+  static byteLength(worldSize: number, chunkBytes: number): number {
+    return SharedLayout.#wordCount(worldSize) * 4 + 2 * worldSize * chunkBytes;
+  }
+
+  static #wordCount(worldSize: number): number {
+    return CONTROL_WORDS + worldSize * RANK_WORDS + 2 * worldSize * HEADER_WORDS;
+  }
+
+  constructor(memory: SharedArrayBuffer, worldSize: number, chunkBytes: number) {
+    this.#memory = memory;
+    this.#worldSize = worldSize;
+    this.#chunkBytes = chunkBytes;
+    this.words = new Int32Array(memory, 0, SharedLayout.#wordCount(worldSize));
+    this.#dataOffset = this.words.byteLength;
+  }
+
+  rankWord(rank: number, field: number): number {
+    return CONTROL_WORDS + rank * RANK_WORDS + field;
+  }
+
+  headerWord(set: number, rank: number, field: number): number {
+    return CONTROL_WORDS + this.#worldSize * RANK_WORDS + (set * this.#worldSize + rank) * HEADER_WORDS + field;
+  }
+
+  float32Region(set: number, rank: number, length: number): Float32Array {
+    return new Float32Array(this.#memory, this.#regionOffset(set, rank), length);
+  }
+
+  float16Region(set: number, rank: number, length: number): Uint16Array {
+    return new Uint16Array(this.#memory, this.#regionOffset(set, rank), length);
+  }
+
+  #regionOffset(set: number, rank: number): number {
+    return this.#dataOffset + (set * this.#worldSize + rank) * this.#chunkBytes;
+  }
+
+  /** Wakes every rank waiting on the doorbell. */
+  ring(): void {
+    Atomics.add(this.words, DOORBELL, 1);
+    Atomics.notify(this.words, DOORBELL);
+  }
+}
+
+/**
+ * `Atomics.waitAsync` (ES2024; in Node since 16), typed here because the project compiles against
+ * the ES2022 library. Resolves when `array[index]` is notified or the timeout passes; at once when
+ * the value is no longer `expected`.
+ */
+const waitAsync = (
+  Atomics as unknown as {
+    waitAsync(
+      array: Int32Array,
+      index: number,
+      expected: number,
+      timeoutMs: number,
+    ): { async: false; value: 'not-equal' | 'timed-out' } | { async: true; value: Promise<'ok' | 'timed-out'> };
+  }
+).waitAsync;
+
+/** Whether `a` is at or after round `b`, robust to the Int32 wrap-around of round numbers. */
+function reached(a: number, b: number): boolean {
+  return ((a - b) | 0) >= 0;
+}
+
+/**
+ * One rank of a group of `worker_threads` in one process, communicating through a
+ * `SharedArrayBuffer` with `Atomics` (see {@link startWorkerGroup} and {@link joinWorkerGroup}).
+ *
+ * Protocol: every collective is cut into rounds of at most `chunkBytes` per rank. In a round each
+ * rank writes a header (kind, length, op, precision, root) and its chunk into its own region,
+ * publishes the round number, then waits (`Atomics.waitAsync`, after a short spin when the group
+ * has no more threads than cores) until every rank has published it; then it checks the headers
+ * and sums all regions in rank order, in float32 (float16 on the wire when asked: regions then hold
+ * IEEE half bits and carry twice the elements). Two alternating region sets make one
+ * synchronisation per round enough: a rank can only overwrite a set after every rank has published
+ * the next round, that is, finished reading it. All ranks compute the same sums in the same order,
+ * so results are bit-identical to {@link reduceContributions}.
+ *
+ * Waiting never blocks the thread (`Atomics.waitAsync`), so a rank may live on the main thread
+ * and compute while a collective is in flight.
+ */
+export class WorkerThreadsTransport implements Transport {
+  /** This rank, in `[0, worldSize)`. */
+  readonly rank: number;
+  /** The number of ranks in the group. */
+  readonly worldSize: number;
+  readonly #layout: SharedLayout;
+  readonly #chunkBytes: number;
+  readonly #defaultTimeoutMs: number;
+  readonly #spin: boolean;
+  #round = 0;
+  #sequence = 0;
+  #queue: Promise<unknown> = Promise.resolve();
+  #pending = 0;
+  #keepAlive: ReturnType<typeof setInterval> | undefined;
+  #closed = false;
+
+  /** @internal Made by {@link startWorkerGroup} (main-thread rank) or {@link joinWorkerGroup}. */
+  constructor(descriptor: GroupDescriptor) {
+    this.rank = descriptor.rank;
+    this.worldSize = descriptor.worldSize;
+    this.#chunkBytes = descriptor.chunkBytes;
+    this.#defaultTimeoutMs = descriptor.timeoutMs;
+    this.#spin = descriptor.spin;
+    this.#layout = new SharedLayout(descriptor.memory, descriptor.worldSize, descriptor.chunkBytes);
+  }
+
+  allReduce(buffer: Float32Array, options?: CollectiveOptions): Promise<Float32Array> {
+    const where = 'WorkerThreadsTransport.allReduce';
+    return this.#start('allReduce', () => {
+      checkFloat32Buffer(where, 'buffer', buffer);
+      const { op, precision, timeoutMs } = resolveCollectiveOptions(where, options, this.#defaultTimeoutMs);
+      return { request: { kind: 'allReduce', length: buffer.length, op, precision, root: 0 }, timeoutMs };
+    }, (run) => this.#runAllReduce(buffer, run));
+  }
+
+  broadcast(buffer: Float32Array, root: number, options?: TimeoutOptions): Promise<Float32Array> {
+    const where = 'WorkerThreadsTransport.broadcast';
+    return this.#start('broadcast', () => {
+      checkFloat32Buffer(where, 'buffer', buffer);
+      checkRoot(where, root, this.worldSize);
+      const timeoutMs = resolveTimeout(where, options, this.#defaultTimeoutMs);
+      return { request: { kind: 'broadcast', length: buffer.length, op: 'sum', precision: 'float32', root }, timeoutMs };
+    }, (run) => this.#runBroadcast(buffer, run));
+  }
+
+  async barrier(options?: TimeoutOptions): Promise<void> {
+    await this.#start('barrier', () => {
+      const timeoutMs = resolveTimeout('WorkerThreadsTransport.barrier', options, this.#defaultTimeoutMs);
+      return { request: { kind: 'barrier', length: 0, op: 'sum', precision: 'float32', root: 0 }, timeoutMs };
+    }, async (run) => {
+      await this.#runRound(run, 0);
+      return new Float32Array(0);
+    });
+  }
+
+  /**
+   * Leaves the group: marks this rank closed in shared memory (ranks waiting for it abort instead
+   * of timing out), rejects calls not yet complete with {@link TransportClosedError} and waits
+   * until they have settled. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      Atomics.compareExchange(this.#layout.words, this.#layout.rankWord(this.rank, STATUS), ACTIVE, CLOSED);
+      this.#layout.ring();
+    }
+    await this.#queue;
+  }
+
+  /** Validates a call, gives it its sequence number and deadline, and queues it behind earlier calls. */
+  #start(
+    kind: CollectiveKind,
+    validate: () => { request: CollectiveRequest; timeoutMs: number },
+    body: (run: RunningCollective) => Promise<Float32Array>,
+  ): Promise<Float32Array> {
+    let run: RunningCollective;
+    try {
+      const { request, timeoutMs } = validate();
+      if (this.#closed) throw new TransportClosedError(kind, this.rank);
+      run = { request, timeoutMs, sequence: this.#sequence++, deadline: performance.now() + timeoutMs };
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.#pending += 1;
+    this.#keepAlive ??= setInterval(() => undefined, 1e9);
+    const result = this.#queue.then(() => body(run));
+    this.#queue = result.then(
+      () => this.#settled(),
+      () => this.#settled(),
+    );
+    return result;
+  }
+
+  #settled(): void {
+    this.#pending -= 1;
+    if (this.#pending === 0 && this.#keepAlive !== undefined) {
+      clearInterval(this.#keepAlive);
+      this.#keepAlive = undefined;
+    }
+  }
+
+  async #runAllReduce(buffer: Float32Array, run: RunningCollective): Promise<Float32Array> {
+    const { length, precision, op } = run.request;
+    const chunkElements = Math.floor(this.#chunkBytes / (precision === 'float16' ? 2 : 4));
+    const result = new Float32Array(length);
+    const scratch = precision === 'float16' ? new Float32Array(Math.min(length, chunkElements)) : undefined;
+    const chunks = Math.max(1, Math.ceil(length / chunkElements));
+    for (let chunk = 0; chunk < chunks; chunk++) {
+      const start = chunk * chunkElements;
+      const count = Math.min(length, start + chunkElements) - start;
+      const source = buffer.subarray(start, start + count);
+      const set = this.#nextRoundSet();
+      if (precision === 'float16') encodeFloat16(source, this.#layout.float16Region(set, this.rank, count));
+      else this.#layout.float32Region(set, this.rank, count).set(source);
+      await this.#runRound(run, chunk);
+      const sum = result.subarray(start, start + count);
+      for (let rank = 0; rank < this.worldSize; rank++) {
+        if (precision === 'float16') {
+          const decoded = rank === 0 ? sum : (scratch as Float32Array).subarray(0, count);
+          decodeFloat16(this.#layout.float16Region(set, rank, count), decoded);
+          if (rank > 0) accumulateInto(sum, decoded);
+        } else if (rank === 0) {
+          sum.set(this.#layout.float32Region(set, rank, count));
+        } else {
+          accumulateInto(sum, this.#layout.float32Region(set, rank, count));
+        }
+      }
+    }
+    return finishReduction(result, op, this.worldSize);
+  }
+
+  async #runBroadcast(buffer: Float32Array, run: RunningCollective): Promise<Float32Array> {
+    const { length, root } = run.request;
+    const chunkElements = Math.floor(this.#chunkBytes / 4);
+    const result = new Float32Array(length);
+    const chunks = Math.max(1, Math.ceil(length / chunkElements));
+    for (let chunk = 0; chunk < chunks; chunk++) {
+      const start = chunk * chunkElements;
+      const count = Math.min(length, start + chunkElements) - start;
+      const set = this.#nextRoundSet();
+      if (this.rank === root) this.#layout.float32Region(set, root, count).set(buffer.subarray(start, start + count));
+      await this.#runRound(run, chunk);
+      result.set(this.#layout.float32Region(set, root, count), start);
+    }
+    return result;
+  }
+
+  /** The region set the next round writes to (rounds alternate between the two sets). */
+  #nextRoundSet(): number {
+    return (this.#round + 1) & 1;
+  }
+
+  /**
+   * One round: writes this rank's header, publishes the round, waits until every rank has
+   * published it (or the group fails), then checks that all headers agree.
+   */
+  async #runRound(run: RunningCollective, chunk: number): Promise<void> {
+    const { words } = this.#layout;
+    const set = this.#nextRoundSet();
+    const round = (this.#round + 1) | 0;
+    this.#round = round;
+    this.#checkUsable(run);
+    const { request } = run;
+    const header = [KINDS.indexOf(request.kind), request.length, REDUCE_OPS.indexOf(request.op),
+      WIRE_PRECISIONS.indexOf(request.precision), request.root, chunk];
+    header.forEach((value, field) => {
+      words[this.#layout.headerWord(set, this.rank, field)] = value;
+    });
+    Atomics.store(words, this.#layout.rankWord(this.rank, ARRIVED), round);
+    this.#layout.ring();
+    await this.#awaitRound(run, round);
+    this.#checkHeaders(run, set);
+  }
+
+  async #awaitRound(run: RunningCollective, round: number): Promise<void> {
+    const { words } = this.#layout;
+    const spinUntil = this.#spin ? performance.now() + SPIN_MILLISECONDS : 0;
+    for (;;) {
+      const bell = Atomics.load(words, DOORBELL);
+      this.#checkUsable(run);
+      const missing: number[] = [];
+      for (let rank = 0; rank < this.worldSize; rank++) {
+        if (!reached(Atomics.load(words, this.#layout.rankWord(rank, ARRIVED)), round)) missing.push(rank);
+      }
+      if (missing.length === 0) return;
+      const departed = missing.filter((rank) => Atomics.load(words, this.#layout.rankWord(rank, STATUS)) !== ACTIVE);
+      if (departed.length > 0) {
+        this.#abortGroup(ABORT_DEPARTED, departed, run);
+        throw this.#abortError(run.request.kind);
+      }
+      const now = performance.now();
+      if (now >= run.deadline) {
+        this.#abortGroup(ABORT_TIMEOUT, missing, run);
+        throw new TransportTimeoutError(run.request.kind, run.sequence, missing, run.timeoutMs);
+      }
+      if (now < spinUntil) continue;
+      const wait = waitAsync(words, DOORBELL, bell, run.deadline - now);
+      if (wait.async) await wait.value;
+    }
+  }
+
+  /** Throws when this transport is closed or the group aborted. */
+  #checkUsable(run: RunningCollective): void {
+    if (this.#closed) throw new TransportClosedError(run.request.kind, this.rank);
+    if (Atomics.load(this.#layout.words, ABORT_STATE) !== 0) throw this.#abortError(run.request.kind);
+  }
+
+  #checkHeaders(run: RunningCollective, set: number): void {
+    const { words } = this.#layout;
+    const requestOf = (rank: number): CollectiveRequest & { chunk: number } => {
+      const field = (index: number): number => words[this.#layout.headerWord(set, rank, index)] as number;
+      return {
+        kind: KINDS[field(HEADER_KIND)] ?? 'allReduce',
+        length: field(HEADER_LENGTH),
+        op: REDUCE_OPS[field(HEADER_OP)] ?? 'sum',
+        precision: WIRE_PRECISIONS[field(HEADER_PRECISION)] ?? 'float32',
+        root: field(HEADER_ROOT),
+        chunk: field(HEADER_CHUNK),
+      };
+    };
+    const first = requestOf(0);
+    for (let rank = 1; rank < this.worldSize; rank++) {
+      const other = requestOf(rank);
+      const detail =
+        describeMismatch(first, 0, other, rank) ??
+        (first.chunk === other.chunk ? undefined : `rank 0 is at chunk ${first.chunk}, rank ${rank} at ${other.chunk}`);
+      if (detail !== undefined) throw new TransportMismatchError(first.kind, run.sequence, detail);
+    }
+  }
+
+  /** Records the first failure of the group in shared memory and wakes every rank. */
+  #abortGroup(cause: number, culprits: readonly number[], run: RunningCollective): void {
+    const { words } = this.#layout;
+    if (Atomics.compareExchange(words, ABORT_STATE, 0, -1) !== 0) return;
+    Atomics.store(words, ABORT_REPORTER, this.rank);
+    Atomics.store(words, ABORT_SEQUENCE, run.sequence);
+    Atomics.store(words, ABORT_KIND, KINDS.indexOf(run.request.kind));
+    for (const rank of culprits) Atomics.store(words, this.#layout.rankWord(rank, CULPRIT), 1);
+    Atomics.store(words, ABORT_STATE, cause);
+    this.#layout.ring();
+  }
+
+  /** The error that describes the group's abort, as recorded in shared memory. */
+  #abortError(operation: CollectiveKind): TransportAbortedError {
+    const { words } = this.#layout;
+    let cause = Atomics.load(words, ABORT_STATE);
+    while (cause === -1) cause = Atomics.load(words, ABORT_STATE); // its writer is a few stores away
+    const culprits: number[] = [];
+    for (let rank = 0; rank < this.worldSize; rank++) {
+      if (Atomics.load(words, this.#layout.rankWord(rank, CULPRIT)) === 1) culprits.push(rank);
+    }
+    const where = `${KINDS[Atomics.load(words, ABORT_KIND)]} #${Atomics.load(words, ABORT_SEQUENCE)}`;
+    const reporter = Atomics.load(words, ABORT_REPORTER);
+    const reason =
+      cause === ABORT_TIMEOUT
+        ? `rank ${reporter} timed out in ${where} waiting for rank(s) ${culprits.join(', ')}`
+        : `${culprits.map((rank) => this.#describeDeparture(rank)).join(', ')} before joining ${where}`;
+    return new TransportAbortedError(operation, culprits, reason);
+  }
+
+  #describeDeparture(rank: number): string {
+    const { words } = this.#layout;
+    return Atomics.load(words, this.#layout.rankWord(rank, STATUS)) === EXITED
+      ? `rank ${rank} exited with code ${Atomics.load(words, this.#layout.rankWord(rank, EXIT_CODE))}`
+      : `rank ${rank} closed`;
+  }
+}
+
+/** A collective being run: what it asked for, its position, and when it must be done. */
+interface RunningCollective {
+  readonly request: CollectiveRequest;
+  readonly sequence: number;
+  readonly timeoutMs: number;
+  readonly deadline: number;
+}
+
+/** Options of {@link startWorkerGroup}. */
+export interface WorkerGroupOptions {
+  /** Ranks in the group, ≥ 1 (workers started: this, or one fewer with `includeMainThread`). */
+  readonly worldSize: number;
+  /** The module each worker runs (a path or `file:` URL; see `new Worker`); it calls {@link joinWorkerGroup}. */
+  readonly module: string | URL;
+  /** Passed to every worker; {@link joinWorkerGroup} returns it as `data`. Structured-cloned. */
+  readonly workerData?: unknown;
+  /** The default timeout of the ranks' collectives (ms, > 0, or `Infinity`). Default {@link DEFAULT_TIMEOUT_MS}. */
+  readonly timeoutMs?: number;
+  /** Bytes of each rank's staging region per round, a multiple of 8, ≥ 64. Default {@link DEFAULT_CHUNK_BYTES}. */
+  readonly chunkBytes?: number;
+  /**
+   * Poll shared memory for ~0.1 ms before sleeping: cuts latency when every rank has a core, and
+   * makes it far worse when threads outnumber cores. `'auto'` (default): spin when `worldSize` ≤
+   * `os.availableParallelism()`.
+   */
+  readonly spin?: boolean | 'auto';
+  /** Node flags for the workers (e.g. `['--import', 'tsx']` to run a TypeScript module). */
+  readonly execArgv?: readonly string[];
+  /** Make this thread rank 0 (then `group.transport` is its transport) and start `worldSize − 1` workers. Default false. */
+  readonly includeMainThread?: boolean;
+}
+
+/** How a worker of a {@link WorkerGroup} ended. */
+export interface WorkerExit {
+  readonly rank: number;
+  readonly exitCode: number;
+  /** The uncaught error that ended it, if one did. */
+  readonly error: unknown;
+}
+
+/**
+ * The workers of a group started by {@link startWorkerGroup}, seen from the thread that started
+ * them. It watches them: a worker that exits without closing its transport is marked in shared
+ * memory, so ranks waiting for it fail at once with a {@link TransportAbortedError}.
+ */
+export class WorkerGroup {
+  /** Resolves, in rank order, once every worker has exited. Never rejects. */
+  readonly exited: Promise<readonly WorkerExit[]>;
+
+  /** @internal Made by {@link startWorkerGroup}. */
+  constructor(
+    /** Ranks in the group, the main thread's included. */
+    readonly worldSize: number,
+    /** The workers and their ranks. */
+    readonly workers: readonly { readonly rank: number; readonly worker: Worker }[],
+    /** This thread's transport (rank 0) when it was started with `includeMainThread`. */
+    readonly transport: WorkerThreadsTransport | undefined,
+    layout: SharedLayout,
+  ) {
+    const exits = workers.map(
+      ({ rank, worker }) =>
+        new Promise<WorkerExit>((resolve) => {
+          let error: unknown;
+          worker.on('error', (thrown) => {
+            error = thrown;
+          });
+          worker.on('exit', (exitCode) => {
+            Atomics.store(layout.words, layout.rankWord(rank, EXIT_CODE), exitCode);
+            Atomics.compareExchange(layout.words, layout.rankWord(rank, STATUS), ACTIVE, EXITED);
+            layout.ring();
+            resolve({ rank, exitCode, error });
+          });
+        }),
+    );
+    this.exited = Promise.all(exits);
+  }
+
+  /**
+   * Shuts the group down: closes this thread's transport (if any), terminates the workers still
+   * running and resolves once every worker has exited. Workers that already finished keep their
+   * exit code; terminated ones report code 1.
+   */
+  async close(): Promise<readonly WorkerExit[]> {
+    await this.transport?.close();
+    await Promise.all(this.workers.map(({ worker }) => worker.terminate()));
+    return this.exited;
+  }
+}
+
+/**
+ * Starts a group of `worker_threads` that all-reduce through shared memory: allocates the
+ * `SharedArrayBuffer`, starts one worker per rank running `options.module` (which calls
+ * {@link joinWorkerGroup} to get its {@link WorkerThreadsTransport}), and watches them.
+ *
+ * @example
+ * const group = startWorkerGroup({ worldSize: 4, module: new URL('./train-worker.js', import.meta.url) });
+ * const exits = await group.exited; // or group.close() to stop them
+ */
+export function startWorkerGroup(options: WorkerGroupOptions): WorkerGroup {
+  const where = 'startWorkerGroup';
+  const worldSize = checkNumber(where, 'worldSize', options.worldSize, { min: 1, integer: true });
+  const timeoutMs = checkTimeout(where, options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  const chunkBytes = checkNumber(where, 'chunkBytes', options.chunkBytes ?? DEFAULT_CHUNK_BYTES, {
+    min: 64,
+    integer: true,
+  });
+  if (chunkBytes % 8 !== 0) throw new RangeError(`${where}: chunkBytes must be a multiple of 8, got ${chunkBytes}`);
+  const spinOption = options.spin ?? 'auto';
+  if (spinOption !== 'auto' && typeof spinOption !== 'boolean') {
+    throw new RangeError(`${where}: spin must be true, false or 'auto', got ${String(spinOption)}`);
+  }
+  const spin = spinOption === 'auto' ? worldSize <= availableParallelism() : spinOption;
+  if (!(typeof options.module === 'string' || options.module instanceof URL)) {
+    throw new TypeError(`${where}: module must be a path or a URL, got ${typeof options.module}`);
+  }
+  const memory = new SharedArrayBuffer(SharedLayout.byteLength(worldSize, chunkBytes));
+  const layout = new SharedLayout(memory, worldSize, chunkBytes);
+  const descriptor = (rank: number): GroupDescriptor => ({ memory, worldSize, rank, chunkBytes, timeoutMs, spin });
+  const firstWorkerRank = options.includeMainThread ? 1 : 0;
+  const workers = Array.from({ length: worldSize - firstWorkerRank }, (_, index) => {
+    const rank = firstWorkerRank + index;
+    const worker = new Worker(options.module, {
+      workerData: { [WORKER_DATA_KEY]: descriptor(rank), data: options.workerData },
+      ...(options.execArgv ? { execArgv: [...options.execArgv] } : {}),
+    });
+    return { rank, worker };
+  });
+  const transport = options.includeMainThread ? new WorkerThreadsTransport(descriptor(0)) : undefined;
+  return new WorkerGroup(worldSize, workers, transport, layout);
+}
+
+/**
+ * Called inside a worker started by {@link startWorkerGroup}: returns this worker's transport and
+ * the `workerData` given to the group. Throws when this thread was not started that way.
+ */
+export function joinWorkerGroup<T = unknown>(): { transport: WorkerThreadsTransport; data: T } {
+  const handed = (workerData as Record<string, unknown> | null | undefined)?.[WORKER_DATA_KEY];
+  if (isMainThread || handed === undefined) {
+    throw new Error('joinWorkerGroup: this thread was not started by startWorkerGroup');
+  }
+  const { data } = workerData as { data: T };
+  return { transport: new WorkerThreadsTransport(handed as GroupDescriptor), data };
+}

@@ -1,0 +1,119 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+import type { LayerStatistics } from './types';
+
+/** The input statistic of a forward pass whose backward pass has not run yet. */
+interface PendingInput {
+  /** Identifies the forward pass, so that its backward pass commits its own input statistic. */
+  readonly token: number;
+  readonly a: tf.Tensor1D;
+  readonly rows: number;
+}
+
+/**
+ * Pairs the rank-1 statistics of forward and backward passes, per layer. A forward pass records
+ * a pending input vector `a` (replacing, and disposing, an uncommitted one); the backward pass
+ * of that same forward pass commits `(a, g, rows)`, replacing and disposing the previous pair.
+ * Only `d`-sized vectors are ever held, each `tf.keep`-ed.
+ */
+export class StatisticsStore {
+  private readonly pending = new Map<string, PendingInput>();
+  private readonly committed = new Map<string, LayerStatistics>();
+  private nextToken = 1;
+
+  /** Takes ownership of the kept vector `a`; returns the token of this forward pass. */
+  recordInput(layerName: string, a: tf.Tensor1D, rows: number): number {
+    const token = this.nextToken++;
+    this.pending.get(layerName)?.a.dispose();
+    this.pending.set(layerName, { token, a, rows });
+    return token;
+  }
+
+  /** Whether the forward pass `token` is still the one awaiting its backward pass. */
+  isPending(layerName: string, token: number): boolean {
+    return this.pending.get(layerName)?.token === token;
+  }
+
+  /**
+   * Commits the pending input of forward pass `token` with the kept output-gradient vector `g`
+   * (taking ownership of it), disposing the pair it replaces. A stale token only disposes `g`.
+   */
+  commit(layerName: string, token: number, g: tf.Tensor1D): void {
+    const input = this.pending.get(layerName);
+    if (input === undefined || input.token !== token) {
+      g.dispose();
+      return;
+    }
+    this.pending.delete(layerName);
+    const previous = this.committed.get(layerName);
+    this.committed.set(layerName, { a: input.a, g, rows: input.rows, step: (previous?.step ?? 0) + 1 });
+    if (previous !== undefined) tf.dispose([previous.a, previous.g]);
+  }
+
+  latest(layerName: string): LayerStatistics | undefined {
+    return this.committed.get(layerName);
+  }
+
+  /** Disposes every pending and committed vector. */
+  clear(): void {
+    for (const { a } of this.pending.values()) a.dispose();
+    for (const { a, g } of this.committed.values()) tf.dispose([a, g]);
+    this.pending.clear();
+    this.committed.clear();
+  }
+}
+
+/** Computes the statistics vectors of one layer from its input and from `dL/dy`. */
+export interface StatisticsVectors {
+  /** The input vector `a` from the layer's input (length inputDim). */
+  readonly input: (x: tf.Tensor) => tf.Tensor1D;
+  /** The output-gradient vector `g` from `dy = ∂Loss/∂y` (length outputDim). */
+  readonly outputGradient: (dy: tf.Tensor) => tf.Tensor1D;
+}
+
+/**
+ * `f(x)` computed off the gradient tape: inside a custom-gradient op, whose forward function
+ * runs with recording paused. The op itself is recorded but never reaches the loss, so the
+ * backward pass prunes it; no tensor of the computation is saved for backprop.
+ */
+function offTape(f: (x: tf.Tensor) => tf.Tensor1D, x: tf.Tensor): tf.Tensor1D {
+  const op = tf.customGrad((...args) => {
+    const input = args[0] as tf.Tensor;
+    return { value: f(input), gradFunc: () => tf.zerosLike(input) };
+  });
+  return op(x) as tf.Tensor1D;
+}
+
+/**
+ * The capture point of one layer, for a forward pass recorded on a gradient tape: records the
+ * pending input vector `a` of `input` now, and returns `y` through an identity whose custom
+ * gradient passes `dy = ∂Loss/∂y` through unchanged while committing `(a, g, rows)` with
+ * `g = vectors.outputGradient(dy)`. `y` is the layer's pre-activation output; `rows` is
+ * `y.size / y.shape[last]`.
+ */
+export function captureThrough(
+  store: StatisticsStore,
+  layerName: string,
+  input: tf.Tensor,
+  y: tf.Tensor,
+  vectors: StatisticsVectors,
+): tf.Tensor {
+  const outputDim = y.shape[y.rank - 1] as number;
+  const a = tf.tidy('CaptureInputStatistic', () => tf.keep(offTape(vectors.input, input)));
+  const token = store.recordInput(layerName, a, y.size / outputDim);
+  const identity = tf.customGrad((...args) => {
+    const output = args[0] as tf.Tensor;
+    return {
+      value: tf.clone(output),
+      gradFunc: (dy: tf.Tensor) => {
+        if (store.isPending(layerName, token)) {
+          store.commit(layerName, token, tf.keep(vectors.outputGradient(dy)));
+        }
+        return dy;
+      },
+    };
+  });
+  // A named scope, so that the tape names this op after no registered kernel (whose gradient
+  // the engine would use instead of ours).
+  return tf.tidy('CaptureOutputGradient', () => identity(y));
+}

@@ -1,0 +1,117 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { describe, expect, it } from 'vitest';
+
+import { TransformOptimizer } from './optimizer';
+import { type Transform, chain, scaleBy } from './transform';
+
+/** Heavy-ball momentum with tensor state, `m ← 0.5m + g`, and a record of the losses it saw. */
+function momentum(): Transform<{ m: Record<string, tf.Tensor>; losses: number[] }> {
+  return {
+    init: (params) => ({ m: Object.fromEntries(Object.entries(params).map(([k, p]) => [k, tf.zerosLike(p)])), losses: [] }),
+    update: (updates, state, context) => {
+      const m: Record<string, tf.Tensor> = {};
+      for (const [k, g] of Object.entries(updates)) m[k] = tf.add(tf.mul(state.m[k]!, 0.5), g);
+      return { updates: m, state: { m, losses: context?.loss === undefined ? state.losses : [...state.losses, context.loss] } };
+    },
+  };
+}
+
+/** Float64 reference: the same method on f(w) = Σ (w − t)², gradient 2(w − t). */
+function reference(w0: number[], target: number[], steps: number, lr: number): number[] {
+  const w = [...w0];
+  const m = w.map(() => 0);
+  for (let s = 0; s < steps; s++) {
+    w.forEach((wi, i) => {
+      m[i] = 0.5 * (m[i] as number) + 2 * (wi - (target[i] as number));
+      w[i] = wi - lr * (m[i] as number);
+    });
+  }
+  return w;
+}
+
+describe('TransformOptimizer', () => {
+  const target = [1, -2, 3];
+  const loss = (w: tf.Variable) => () => tf.sum(tf.square(tf.sub(w, tf.tensor1d(target)))) as tf.Scalar;
+
+  it('minimizes with any transform, matches a float64 reference and leaks nothing', () => {
+    const w = tf.variable(tf.tensor1d([0, 0, 0]), true, 'transform-optimizer-w1');
+    const optimizer = new TransformOptimizer(chain(momentum(), scaleBy(-0.1)), { readsLoss: true });
+    optimizer.minimize(loss(w));
+    const before = tf.memory().numTensors;
+    for (let s = 1; s < 20; s++) optimizer.minimize(loss(w));
+    expect(tf.memory().numTensors).toBe(before);
+    const expected = reference([0, 0, 0], target, 20, 0.1);
+    Array.from(w.dataSync()).forEach((v, i) => expect(v).toBeCloseTo(expected[i] as number, 5));
+    expect(optimizer.iterations).toBe(20);
+    expect(optimizer.currentState?.[0].losses).toHaveLength(20);
+    expect(optimizer.currentState?.[0].losses[0]).toBeCloseTo(14, 5);
+    optimizer.dispose();
+    w.dispose();
+  });
+
+  it('resumes from getWeights/setWeights exactly as an uninterrupted run', async () => {
+    const make = () => new TransformOptimizer(chain(momentum(), scaleBy(-0.05)), { statePrefix: 'test' });
+    const straight = tf.variable(tf.tensor1d([0.5, 0.5, 0.5]), true, 'transform-optimizer-w2');
+    const uninterrupted = make();
+    for (let s = 0; s < 10; s++) uninterrupted.minimize(loss(straight));
+
+    const resumed = tf.variable(tf.tensor1d([0.5, 0.5, 0.5]), true, 'transform-optimizer-w3');
+    const first = make();
+    for (let s = 0; s < 4; s++) first.minimize(loss(resumed));
+    const checkpoint = await first.getWeights();
+    expect(checkpoint[0]!.name).toBe('iter');
+    const second = make();
+    // setWeights copies what it keeps, so the checkpoint's owner may go away.
+    await second.setWeights(checkpoint);
+    first.dispose();
+    for (let s = 4; s < 10; s++) second.minimize(loss(resumed));
+    expect(second.iterations).toBe(10);
+    expect(Array.from(resumed.dataSync())).toEqual(Array.from(straight.dataSync()));
+    tf.dispose(checkpoint[0]!.tensor);
+    [uninterrupted, second].forEach((o) => o.dispose());
+    tf.dispose([straight, resumed]);
+  });
+
+  it('refuses a checkpoint that does not match, keeping it pending', async () => {
+    const w = tf.variable(tf.tensor1d([0, 0, 0]), true, 'transform-optimizer-w4');
+    const optimizer = new TransformOptimizer(momentum());
+    await optimizer.setWeights([{ name: 'iter', tensor: tf.scalar(3) }, { name: 'state/m/other', tensor: tf.zeros([3]) }]);
+    expect(() => optimizer.minimize(loss(w))).toThrow(/no entry 'state\/m\/transform-optimizer-w4'/);
+    expect(() => optimizer.minimize(loss(w))).toThrow(/no entry/);
+    expect(Array.from(w.dataSync())).toEqual([0, 0, 0]);
+    optimizer.dispose();
+    w.dispose();
+  });
+
+  it('refuses what is not a transform', () => {
+    expect(() => new TransformOptimizer({} as never)).toThrow(/expected a Transform/);
+  });
+});
+
+describe('TransformOptimizer inside an enclosing tidy', () => {
+  it('keeps its state alive across steps run in tf.tidy, as model.fit does', () => {
+    const w = tf.variable(tf.tensor1d([0, 0, 0]), true, 'transform-optimizer-w5');
+    const optimizer = new TransformOptimizer(chain(momentum(), scaleBy(-0.1)));
+    for (let s = 0; s < 5; s++) {
+      tf.tidy(() => {
+        optimizer.minimize(() => tf.sum(tf.square(tf.sub(w, tf.tensor1d([1, -2, 3])))) as tf.Scalar);
+      });
+    }
+    const expected = reference([0, 0, 0], [1, -2, 3], 5, 0.1);
+    Array.from(w.dataSync()).forEach((v, i) => expect(v).toBeCloseTo(expected[i] as number, 5));
+    optimizer.dispose();
+    w.dispose();
+  });
+});
+
+describe('instanceof', () => {
+  it('is true for subclass instances only, while tfjs still sees an Optimizer', () => {
+    const optimizer = new TransformOptimizer(scaleBy(-1));
+    const adam = tf.train.adam(0.1);
+    expect(optimizer instanceof TransformOptimizer).toBe(true);
+    expect(optimizer instanceof tf.Optimizer).toBe(true);
+    expect(adam instanceof TransformOptimizer).toBe(false);
+    optimizer.dispose();
+    adam.dispose();
+  });
+});

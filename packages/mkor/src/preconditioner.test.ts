@@ -1,0 +1,133 @@
+import {
+  type Matrix64,
+  blendTowardIdentity64,
+  combine,
+  frobeniusNorm,
+  fromTensor,
+  identity,
+  infNorm,
+  matmul,
+  matrix,
+  relativeError,
+  updateInverseFactor64,
+} from '@mkor/testing';
+import * as tf from '@tensorflow/tfjs-core';
+import { describe, expect, it } from 'vitest';
+
+import { applyTransform } from '@mkor/core';
+
+import { type PreconditionedLayer, type Rank1Statistics, mkorPreconditioner } from './preconditioner';
+
+const layer: PreconditionedLayer = { name: 'dense', kernelName: 'dense/kernel', biasName: 'dense/bias', inputDim: 5, outputDim: 3, kernelShape: [5, 3] };
+const conv: PreconditionedLayer = { name: 'conv', kernelName: 'conv/kernel', inputDim: 2 * 2 * 2, outputDim: 4, kernelShape: [2, 2, 2, 4] };
+
+function stream(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32 - 0.5;
+  };
+}
+
+/** Float64 mirror of one default-preset step for one layer with a bias (exact form, blend stabiliser, Frobenius rescale). */
+function step64(
+  factors: { input: Matrix64; output: Matrix64 },
+  stats: { a: number[]; g: number[]; rows: number } | null,
+  kernelGrad: Matrix64,
+  biasGrad: number[],
+  o: { gamma: number; epsilon: number; zeta: number },
+): Matrix64 {
+  if (stats !== null) {
+    const refresh = (f: Matrix64, v: number[]) => {
+      const start = infNorm(f) > o.epsilon ? blendTowardIdentity64(f, o.zeta) : f;
+      return updateInverseFactor64(start, v, 'exact', o.gamma);
+    };
+    factors.input = refresh(factors.input, [...stats.a, 1]);
+    factors.output = refresh(factors.output, stats.g.map((x) => x * stats.rows));
+  }
+  const grad = matrix(kernelGrad.rows + 1, kernelGrad.cols, [...kernelGrad.data, ...biasGrad]);
+  const pre = matmul(matmul(factors.input, grad), factors.output);
+  return combine(frobeniusNorm(grad) / frobeniusNorm(pre), pre, 0, pre);
+}
+
+describe('mkorPreconditioner', () => {
+  it('matches a float64 mirror over steps with and without factor updates', () => {
+    const options = { gamma: 0.9, epsilon: 3, zeta: 0.5 };
+    const transform = mkorPreconditioner([layer], { gamma: options.gamma, stabilizer: { epsilon: options.epsilon, zeta: options.zeta, norm: 'inf' }, factorUpdateInterval: 2 });
+    let state = transform.init({});
+    const factors64 = { input: identity(6), output: identity(3) };
+    const next = stream(3);
+    const before = tf.memory().numTensors;
+    for (let step = 0; step < 7; step++) {
+      const kernel = Array.from({ length: 15 }, () => next());
+      const bias = Array.from({ length: 3 }, () => next());
+      const stats = { a: Array.from({ length: 5 }, () => next()), g: Array.from({ length: 3 }, () => next() * 0.1), rows: 8 };
+      const statistics: Rank1Statistics = { a: tf.tensor1d(stats.a), g: tf.tensor1d(stats.g), rows: stats.rows, step };
+      const grads = { 'dense/kernel': tf.tensor2d(kernel, [5, 3]), 'dense/bias': tf.tensor1d(bias), other: tf.tensor1d([1, 2]) };
+      const result = applyTransform(transform, grads, state, { extras: { statistics: { dense: statistics } } });
+      state = result.state;
+      const expected = step64(factors64, step % 2 === 0 ? stats : null, matrix(5, 3, kernel), bias, options);
+      const got = matrix(6, 3, [...result.updates['dense/kernel']!.dataSync(), ...result.updates['dense/bias']!.dataSync()]);
+      // Factors with condition up to ~1e2 after a few updates: float32 keeps ~5 digits.
+      expect(relativeError(got, expected)).toBeLessThan(1e-4);
+      expect(result.updates.other).toBe(grads.other);
+      expect(relativeError(fromTensor(state.layers.dense!.inputInverse), factors64.input)).toBeLessThan(1e-4);
+      expect(state.metrics?.factorUpdate).toBe(step % 2 === 0);
+      expect(state.metrics?.rescaleFactors.dense).toBeGreaterThan(0);
+      tf.dispose([statistics.a, statistics.g, ...Object.values(grads), result.updates['dense/kernel']!, result.updates['dense/bias']!]);
+    }
+    expect(state.totals.factorUpdates).toBe(4);
+    // Only the two factors remain, replaced in place of the identity ones created by init.
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([state.layers.dense!.inputInverse, state.layers.dense!.outputInverse]);
+  });
+
+  it('reshapes conv kernels, and does not reuse stale statistics', () => {
+    const transform = mkorPreconditioner([conv], { factorUpdateInterval: 1, collectMetrics: false });
+    let state = transform.init({});
+    const statistics: Rank1Statistics = { a: tf.ones([8]), g: tf.ones([4]), rows: 2, step: 0 };
+    const grads = { 'conv/kernel': tf.ones([2, 2, 2, 4]) };
+    for (let i = 0; i < 2; i++) {
+      const result = applyTransform(transform, grads, state, { extras: { statistics: { conv: statistics } } });
+      expect(result.updates['conv/kernel']!.shape).toEqual([2, 2, 2, 4]);
+      tf.dispose(result.updates['conv/kernel']!);
+      state = result.state;
+    }
+    // The second step saw the same statistics (step 0): the factor update is skipped for them.
+    expect(state.layers.conv!.statisticsStep).toBe(0);
+    const after = fromTensor(state.layers.conv!.inputInverse);
+    const once = updateInverseFactor64(identity(8), new Array(8).fill(1), 'exact', 0.95);
+    expect(relativeError(after, once)).toBeLessThan(1e-5);
+    tf.dispose([statistics.a, statistics.g, grads['conv/kernel'], state.layers.conv!.inputInverse, state.layers.conv!.outputInverse]);
+  });
+
+  it('resets a factor that overflows to the identity and counts it', () => {
+    const transform = mkorPreconditioner([conv], { factorUpdateInterval: 1, stabilizer: false, form: 'exact', gamma: 0.5 });
+    let state = transform.init({});
+    const statistics: Rank1Statistics = { a: tf.fill([8], 1e30), g: tf.ones([4]), rows: 1, step: 0 };
+    const grads = { 'conv/kernel': tf.ones([2, 2, 2, 4]) };
+    const result = applyTransform(transform, grads, state, { extras: { statistics: { conv: statistics } } });
+    state = result.state;
+    expect(state.metrics?.resets).toEqual(['conv']);
+    expect(state.totals.factorResets).toBe(1);
+    expect(relativeError(fromTensor(state.layers.conv!.inputInverse), identity(8))).toBe(0);
+    expect(Array.from(result.updates['conv/kernel']!.dataSync()).every(Number.isFinite)).toBe(true);
+    tf.dispose([statistics.a, statistics.g, grads['conv/kernel'], result.updates['conv/kernel']!, state.layers.conv!.inputInverse, state.layers.conv!.outputInverse]);
+  });
+
+  it('refuses bad options, layers and statistics clearly', () => {
+    expect(() => mkorPreconditioner([layer], { gamma: 1 })).toThrow(/gamma must be \(0, 1\)/);
+    expect(() => mkorPreconditioner([layer], { form: 'other' as never })).toThrow(/form must be one of/);
+    expect(() => mkorPreconditioner([layer], { factorUpdateInterval: 0 })).toThrow(/factorUpdateInterval/);
+    expect(() => mkorPreconditioner([layer], { stabilizer: { epsilon: -1, zeta: 0.1, norm: 'inf' } })).toThrow(/epsilon/);
+    expect(() => mkorPreconditioner([layer], { typo: 1 } as never)).toThrow(/unknown option 'typo'/);
+    expect(() => mkorPreconditioner([{ ...layer, kernelShape: [4, 3] }])).toThrow(/does not hold 5×3/);
+    expect(() => mkorPreconditioner([layer, layer])).toThrow(/listed twice/);
+    const transform = mkorPreconditioner([layer]);
+    const state = transform.init({});
+    const statistics: Rank1Statistics = { a: tf.ones([4]), g: tf.ones([3]), rows: 1, step: 0 };
+    const grads = { 'dense/kernel': tf.ones([5, 3]), 'dense/bias': tf.ones([3]) };
+    expect(() => applyTransform(transform, grads, state, { extras: { statistics: { dense: statistics } } })).toThrow(/a of length 4 .* expected 5 and 3/);
+    tf.dispose([statistics.a, statistics.g, ...Object.values(grads), state.layers.dense!.inputInverse, state.layers.dense!.outputInverse]);
+  });
+});

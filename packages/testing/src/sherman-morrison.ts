@@ -1,0 +1,126 @@
+/**
+ * Float64 spectral helpers for the positive-definiteness tests of the Sherman–Morrison updates
+ * (Lemma 3.1): eigenvalues of a symmetric matrix by the cyclic Jacobi method, and what follows
+ * from them.
+ */
+import { type Matrix64, combine, dot, get, identity, matVec, symmetrize } from './float64';
+import { type InverseUpdateForm, shermanMorrison64, updateInverseFactor64 } from './sherman-morrison64';
+
+/** The float32 unit roundoff u = 2⁻²⁴ ≈ 6e-8. */
+export const FLOAT32_UNIT_ROUNDOFF = 2 ** -24;
+
+/**
+ * The eigenvalues of a symmetric matrix, ascending, by cyclic Jacobi rotations in float64
+ * (accurate to about 1e-15 relative to the largest; reads the symmetric part `(a + aᵀ)/2`).
+ */
+export function symmetricEigenvalues(a: Matrix64): Float64Array {
+  const d = a.rows;
+  if (a.cols !== d) throw new RangeError('symmetricEigenvalues: not square');
+  const w = symmetrize(a).data.slice();
+  const at = (i: number, j: number): number => w[i * d + j] as number;
+  for (let sweep = 0; sweep < 100; sweep++) {
+    let offDiagonal = 0;
+    let total = 0;
+    for (let i = 0; i < d; i++) {
+      for (let j = 0; j < d; j++) {
+        total += at(i, j) ** 2;
+        if (i !== j) offDiagonal += at(i, j) ** 2;
+      }
+    }
+    if (offDiagonal <= 1e-30 * total) break;
+    for (let p = 0; p < d - 1; p++) {
+      for (let q = p + 1; q < d; q++) {
+        const apq = at(p, q);
+        if (apq === 0) continue;
+        // The rotation that zeroes (p, q): tan θ = t, the smaller root of t² + 2τt − 1 = 0.
+        const tau = (at(q, q) - at(p, p)) / (2 * apq);
+        const t = Math.sign(tau || 1) / (Math.abs(tau) + Math.sqrt(1 + tau * tau));
+        const c = 1 / Math.sqrt(1 + t * t);
+        const s = t * c;
+        for (let k = 0; k < d; k++) {
+          const akp = at(k, p);
+          const akq = at(k, q);
+          w[k * d + p] = c * akp - s * akq;
+          w[k * d + q] = s * akp + c * akq;
+        }
+        for (let k = 0; k < d; k++) {
+          const apk = at(p, k);
+          const aqk = at(q, k);
+          w[p * d + k] = c * apk - s * aqk;
+          w[q * d + k] = s * apk + c * aqk;
+        }
+      }
+    }
+  }
+  const eigenvalues = Float64Array.from({ length: d }, (_, i) => at(i, i));
+  return eigenvalues.sort();
+}
+
+/** `λmax/λmin` of a symmetric matrix (Infinity when λmin ≤ 0). */
+export function spectralCondition(a: Matrix64): number {
+  const eigenvalues = symmetricEigenvalues(a);
+  const smallest = eigenvalues[0] as number;
+  const largest = eigenvalues[eigenvalues.length - 1] as number;
+  return smallest > 0 ? largest / smallest : Number.POSITIVE_INFINITY;
+}
+
+/** Whether `a` equals its transpose bit for bit (NaN never equals itself, so NaN fails). */
+export function isExactlySymmetric(a: Matrix64): boolean {
+  for (let i = 0; i < a.rows; i++) {
+    for (let j = 0; j < i; j++) {
+      if (!(get(a, i, j) === get(a, j, i))) return false;
+    }
+  }
+  return true;
+}
+
+/** The largest eigenvalue of a symmetric matrix (its 2-norm when it is positive semidefinite). */
+export function largestEigenvalue(a: Matrix64): number {
+  const eigenvalues = symmetricEigenvalues(a);
+  return eigenvalues[eigenvalues.length - 1] as number;
+}
+
+/**
+ * The size M (2-norm) of the two terms the Sherman–Morrison step `(1/β)(P − α·uuᵀ/(β + αs))`
+ * combines, `(‖P‖₂ + α‖u‖²/(β + αs))/β` with `u = Pv`, `s = vᵀu`, for a positive-definite `P`.
+ * Float32 computes the step with an absolute error of order d·u·M.
+ */
+export function shermanMorrisonTermSize64(inverse: Matrix64, v: ArrayLike<number>, beta: number, alpha: number): number {
+  const u = matVec(inverse, v);
+  return (largestEigenvalue(inverse) + (alpha * dot(u, u)) / (beta + alpha * dot(v, u))) / beta;
+}
+
+/**
+ * The size M of the two terms each form of the inverse-factor update combines: the exact form as
+ * {@link shermanMorrisonTermSize64} with β = γ, α = 1 − γ; the reference form the same on
+ * `J = 0.95P + 0.05I` with β = α = 1; the paper form `γ‖P‖₂ + (1−γ)‖u‖²/(γ²(1 + γ(1−γ)s))`.
+ */
+export function updateTermSize64(inverse: Matrix64, v: ArrayLike<number>, form: InverseUpdateForm, gamma: number): number {
+  switch (form) {
+    case 'exact':
+      return shermanMorrisonTermSize64(inverse, v, gamma, 1 - gamma);
+    case 'reference':
+      return shermanMorrisonTermSize64(combine(0.95, inverse, 0.05, identity(inverse.rows)), v, 1, 1);
+    case 'paper': {
+      const u = matVec(inverse, v);
+      const coefficient = (1 - gamma) / (gamma * gamma * (1 + gamma * (1 - gamma) * dot(v, u)));
+      return gamma * largestEigenvalue(inverse) + coefficient * dot(u, u);
+    }
+  }
+}
+
+/**
+ * The float32 envelope ratio of one inverse-factor update, `ρ = λmin(exact result)/(d·u·M)`:
+ * the smallest eigenvalue of the float64 update over the size of its float32 rounding error.
+ * ρ ≥ 1 means float32 rounding cannot make the result indefinite (failures were seen only below 0.11).
+ */
+export function updateEnvelopeRatio64(inverse: Matrix64, v: ArrayLike<number>, form: InverseUpdateForm, gamma: number): number {
+  const smallest = symmetricEigenvalues(updateInverseFactor64(inverse, v, form, gamma))[0] as number;
+  return smallest / (inverse.rows * FLOAT32_UNIT_ROUNDOFF * updateTermSize64(inverse, v, form, gamma));
+}
+
+/** {@link updateEnvelopeRatio64} for a plain Sherman–Morrison step `(βF + αvvᵀ)⁻¹`. */
+export function shermanMorrisonEnvelopeRatio64(inverse: Matrix64, v: ArrayLike<number>, beta: number, alpha: number): number {
+  const smallest = symmetricEigenvalues(shermanMorrison64(inverse, v, beta, alpha))[0] as number;
+  return smallest / (inverse.rows * FLOAT32_UNIT_ROUNDOFF * shermanMorrisonTermSize64(inverse, v, beta, alpha));
+}
