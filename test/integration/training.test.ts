@@ -7,7 +7,7 @@
 import { createCapture } from '@mkor/capture';
 import { loadFashionMnist, splitToTensors } from '@mkor/datasets';
 import { adam, sgd } from '@mkor/first-order';
-import { switchAtStep } from '@mkor/hybrid-switch';
+import { lossRateRule, switchAtStep } from '@mkor/hybrid-switch';
 import { type MkorOptions, MkorOptimizer } from '@mkor/mkor';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
@@ -149,6 +149,22 @@ describe('MKOR-H on a real run', () => {
     expect(optimizer.metrics).toBeNull();
     // Factor updates stopped at the switch: steps 0…5 updated them.
     expect(optimizer.totals.factorUpdates).toBe(6);
+    optimizer.dispose();
+    model.dispose();
+  });
+});
+
+describe('MKOR-H with the loss-rate rule on a real run', () => {
+  it('switches once the loss stops falling fast, and training goes on first-order', async () => {
+    const model = mlp(5);
+    const rule = lossRateRule({ smoothing: 0.5, window: 4, threshold: 0.3, patience: 2 });
+    const optimizer = new MkorOptimizer(model, { backend: adam({ learningRate: 2e-3 }), hybrid: { rule } });
+    const losses = await fitLosses(model, optimizer, train.x, train.y, 6, 64);
+    // The fast early drop sets the best rate; the flattening curve falls below 30% of it.
+    expect(optimizer.switchedAtStep).toBeGreaterThan(5);
+    expect(optimizer.switchedAtStep).toBeLessThan(96);
+    expect(losses.every(Number.isFinite)).toBe(true);
+    expect(losses.at(-1)!).toBeLessThan(losses[0]!);
     optimizer.dispose();
     model.dispose();
   });

@@ -410,13 +410,13 @@ describe('prepareModel: classification', () => {
     const table = registry.describe();
     for (const name of ['proj', 'block/inner', 'embed', 'wide', 'excluded by options.include']) expect(table).toContain(name);
 
-    // 3-D rows: batch·seq.
+    // 3-D rows: batch·seq; samples: batch.
     // wasm has no UnsortedSegmentSum (the embedding's gradient): differentiate the other variables.
     const variables = model.trainableWeights.filter((w) => !w.name.startsWith('embed')).map((w) => w.read() as tf.Variable);
     const { value, grads } = tf.variableGrads(() => tf.sum(model.apply(ids) as tf.Tensor), variables);
     tf.dispose([value, ...Object.values(grads)]);
-    expect(registry.statistics('proj')).toMatchObject({ rows: 10, step: 1 });
-    expect(registry.statistics('block/inner')).toMatchObject({ rows: 10, step: 1 });
+    expect(registry.statistics('proj')).toMatchObject({ rows: 10, samples: 2, step: 1 });
+    expect(registry.statistics('block/inner')).toMatchObject({ rows: 10, samples: 2, step: 1 });
     expect(registry.statistics('wide')).toBeUndefined();
 
     registry.release();

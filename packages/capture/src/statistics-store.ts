@@ -8,6 +8,7 @@ interface PendingInput {
   readonly token: number;
   readonly a: tf.Tensor1D;
   readonly rows: number;
+  readonly samples: number;
 }
 
 /**
@@ -22,10 +23,10 @@ export class StatisticsStore {
   private nextToken = 1;
 
   /** Takes ownership of the kept vector `a`; returns the token of this forward pass. */
-  recordInput(layerName: string, a: tf.Tensor1D, rows: number): number {
+  recordInput(layerName: string, a: tf.Tensor1D, rows: number, samples: number): number {
     const token = this.nextToken++;
     this.pending.get(layerName)?.a.dispose();
-    this.pending.set(layerName, { token, a, rows });
+    this.pending.set(layerName, { token, a, rows, samples });
     return token;
   }
 
@@ -46,7 +47,13 @@ export class StatisticsStore {
     }
     this.pending.delete(layerName);
     const previous = this.committed.get(layerName);
-    this.committed.set(layerName, { a: input.a, g, rows: input.rows, step: (previous?.step ?? 0) + 1 });
+    this.committed.set(layerName, {
+      a: input.a,
+      g,
+      rows: input.rows,
+      samples: input.samples,
+      step: (previous?.step ?? 0) + 1,
+    });
     if (previous !== undefined) tf.dispose([previous.a, previous.g]);
   }
 
@@ -89,7 +96,7 @@ function offTape(f: (x: tf.Tensor) => tf.Tensor1D, x: tf.Tensor): tf.Tensor1D {
  * pending input vector `a` of `input` now, and returns `y` through an identity whose custom
  * gradient passes `dy = ∂Loss/∂y` through unchanged while committing `(a, g, rows)` with
  * `g = vectors.outputGradient(dy)`. `y` is the layer's pre-activation output; `rows` is
- * `y.size / y.shape[last]`.
+ * `y.size / y.shape[last]` and `samples` its leading dimension.
  */
 export function captureThrough(
   store: StatisticsStore,
@@ -100,7 +107,7 @@ export function captureThrough(
 ): tf.Tensor {
   const outputDim = y.shape[y.rank - 1] as number;
   const a = tf.tidy('CaptureInputStatistic', () => tf.keep(offTape(vectors.input, input)));
-  const token = store.recordInput(layerName, a, y.size / outputDim);
+  const token = store.recordInput(layerName, a, y.size / outputDim, y.shape[0] as number);
   const identity = tf.customGrad((...args) => {
     const output = args[0] as tf.Tensor;
     return {

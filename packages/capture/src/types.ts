@@ -52,6 +52,8 @@ export interface LayerStatistics {
   readonly g: tf.Tensor1D;
   /** `n`, the rows averaged: batch, batch·seq, or batch·outHeight·outWidth. */
   readonly rows: number;
+  /** The batch size: the leading dimension of the layer's output. */
+  readonly samples: number;
   /** How many pairs this layer has committed, this one included (1, 2, ...): fresh or stale. */
   readonly step: number;
 }

@@ -115,3 +115,23 @@ describe('instanceof', () => {
     adam.dispose();
   });
 });
+
+describe('applyGradientsWithContext', () => {
+  it('passes the caller\u2019s loss and extras to the transform', () => {
+    const seen: unknown[] = [];
+    const spy: Transform<null> = {
+      init: () => null,
+      update: (updates, state, context) => {
+        seen.push([context?.loss, context?.extras?.tag]);
+        return { updates: Object.fromEntries(Object.entries(updates).map(([k, u]) => [k, tf.zerosLike(u)])), state };
+      },
+    };
+    const w = tf.variable(tf.tensor1d([1]), true, 'transform-optimizer-w6');
+    const optimizer = new TransformOptimizer(spy);
+    const grad = tf.tensor1d([1]);
+    optimizer.applyGradientsWithContext({ [w.name]: grad }, { loss: 0.5, extras: { tag: 'reduced' } });
+    expect(seen).toEqual([[0.5, 'reduced']]);
+    optimizer.dispose();
+    tf.dispose([w, grad]);
+  });
+});

@@ -83,6 +83,18 @@ export class TransformOptimizer<S> extends tf.Optimizer {
 
   /** One step: run the transform on the gradients, then `w ← w + u` for every variable. */
   override applyGradients(variableGradients: tf.NamedTensorMap | NamedStateTensor[]): void {
+    this.applyGradientsWithContext(variableGradients, {});
+  }
+
+  /**
+   * {@link applyGradients} with context supplied by the caller: its `extras` entries replace
+   * those of {@link stepContext} (e.g. a data-parallel trainer passes all-reduced statistics),
+   * and its `loss` is used when given.
+   */
+  applyGradientsWithContext(
+    variableGradients: tf.NamedTensorMap | NamedStateTensor[],
+    override: Omit<UpdateContext, 'params'>,
+  ): void {
     const where = this.getClassName();
     const gradients: Record<string, tf.Tensor> = {};
     const entries = Array.isArray(variableGradients)
@@ -103,10 +115,13 @@ export class TransformOptimizer<S> extends tf.Optimizer {
     }
     if (this.state === undefined) this.state = this.initialState(params);
 
+    const own = this.stepContext();
+    const loss = override.loss ?? this.lastLoss;
     const context: UpdateContext = {
-      ...this.stepContext(),
+      ...own,
+      extras: { ...own.extras, ...override.extras },
       params,
-      ...(this.lastLoss === undefined ? {} : { loss: this.lastLoss }),
+      ...(loss === undefined ? {} : { loss }),
     };
     const result = applyTransform(this.transform, gradients, this.state, context);
     this.state = result.state;

@@ -45,7 +45,8 @@ export interface MkorOptions {
   readonly rescale?: RescaleMode;
   /**
    * Scale of the output-gradient vector g: `'mean'` (the mean of ∂Loss/∂y over rows) or `'sum'`
-   * (n·mean, which undoes the 1/n of a mean-reduced loss, as the authors' code does). Default `'sum'`.
+   * (n·mean, which undoes the 1/n of a mean-reduced loss, as the authors' code does: n is the row
+   * count for dense layers, the batch size for conv2d layers). Default `'sum'`.
    */
   readonly gradientScale?: 'mean' | 'sum';
   /** Store the inverse factors rounded to IEEE half precision after each update. Default `'float32'`. */

@@ -19,7 +19,7 @@ import { applyTransform } from '@mkor/core';
 import { type PreconditionedLayer, type Rank1Statistics, mkorPreconditioner } from './preconditioner';
 
 const layer: PreconditionedLayer = { name: 'dense', kernelName: 'dense/kernel', biasName: 'dense/bias', inputDim: 5, outputDim: 3, kernelShape: [5, 3] };
-const conv: PreconditionedLayer = { name: 'conv', kernelName: 'conv/kernel', inputDim: 2 * 2 * 2, outputDim: 4, kernelShape: [2, 2, 2, 4] };
+const conv: PreconditionedLayer = { name: 'conv', kind: 'conv2d', kernelName: 'conv/kernel', inputDim: 2 * 2 * 2, outputDim: 4, kernelShape: [2, 2, 2, 4] };
 
 function stream(seed: number): () => number {
   let s = seed >>> 0;
@@ -99,6 +99,20 @@ describe('mkorPreconditioner', () => {
     const once = updateInverseFactor64(identity(8), new Array(8).fill(1), 'exact', 0.95);
     expect(relativeError(after, once)).toBeLessThan(1e-5);
     tf.dispose([statistics.a, statistics.g, grads['conv/kernel'], state.layers.conv!.inputInverse, state.layers.conv!.outputInverse]);
+  });
+
+  it("scales g by the batch size for conv2d layers and by the rows for dense ones ('sum')", () => {
+    const g = [0.1, -0.2, 0.3, 0.05];
+    for (const [layer, expectedScale] of [[conv, 3], [{ ...conv, kind: 'dense' as const }, 12]] as const) {
+      const transform = mkorPreconditioner([layer], { factorUpdateInterval: 1, stabilizer: false, collectMetrics: false });
+      const state = transform.init({});
+      const statistics: Rank1Statistics = { a: tf.ones([8]), g: tf.tensor1d(g), rows: 12, samples: 3, step: 0 };
+      const grads = { 'conv/kernel': tf.ones([2, 2, 2, 4]) };
+      const result = applyTransform(transform, grads, state, { extras: { statistics: { conv: statistics } } });
+      const expected = updateInverseFactor64(identity(4), g.map((x) => x * expectedScale), 'exact', 0.95);
+      expect(relativeError(fromTensor(result.state.layers.conv!.outputInverse), expected)).toBeLessThan(1e-5);
+      tf.dispose([statistics.a, statistics.g, grads['conv/kernel'], result.updates['conv/kernel']!, result.state.layers.conv!.inputInverse, result.state.layers.conv!.outputInverse]);
+    }
   });
 
   it('resets a factor that overflows to the identity and counts it', () => {

@@ -13,6 +13,8 @@ import { type MkorOptions, type ResolvedMkorOptions, resolveMkorOptions } from '
  */
 export interface PreconditionedLayer {
   readonly name: string;
+  /** `'conv2d'` changes how `gradientScale: 'sum'` counts (see {@link outputVector}); default dense. */
+  readonly kind?: 'dense' | 'conv2d';
   /** Variable name of the kernel, as in the gradient map. */
   readonly kernelName: string;
   /** Variable name of the bias, when the layer has one (folded into the input factor). */
@@ -34,6 +36,8 @@ export interface Rank1Statistics {
   readonly a: tf.Tensor1D;
   readonly g: tf.Tensor1D;
   readonly rows: number;
+  /** The batch size (leading dimension); used for conv2d layers by `gradientScale: 'sum'`. */
+  readonly samples?: number;
   readonly step: number;
 }
 
@@ -113,9 +117,15 @@ function inputVector(layer: PreconditionedLayer, s: Rank1Statistics): tf.Tensor1
   return layer.biasName === undefined ? s.a : tf.concat([s.a, tf.ones([1])]);
 }
 
-/** The vector folded into `L⁻¹`: `g`, times the row count n for `gradientScale: 'sum'`. */
-function outputVector(options: ResolvedMkorOptions, s: Rank1Statistics): tf.Tensor1D {
-  return options.gradientScale === 'sum' ? tf.mul(s.g, s.rows) : s.g;
+/**
+ * The vector folded into `L⁻¹`: `g`, or with `gradientScale: 'sum'` n·g, n counted as the authors'
+ * code does to undo a mean-reduced loss: the rows for a dense layer (batch·seq for 3-D inputs),
+ * the batch size for a conv2d layer (the loss averages over samples, not positions).
+ */
+function outputVector(layer: PreconditionedLayer, options: ResolvedMkorOptions, s: Rank1Statistics): tf.Tensor1D {
+  if (options.gradientScale === 'mean') return s.g;
+  const count = layer.kind === 'conv2d' && s.samples !== undefined ? s.samples : s.rows;
+  return tf.mul(s.g, count);
 }
 
 /** `Σ 0·x` is 0 exactly when x is finite: a scalar flag computed without a read-back. */
@@ -164,7 +174,7 @@ function refreshFactors(
       const s = statistics[layer.name] as Rank1Statistics;
       const old = state.layers[layer.name] as LayerFactorState;
       const input = update(old.inputInverse, inputVector(layer, s));
-      const output = update(old.outputInverse, outputVector(options, s));
+      const output = update(old.outputInverse, outputVector(layer, options, s));
       flags.push(
         input.fired ?? tf.scalar(false, 'bool'),
         output.fired ?? tf.scalar(false, 'bool'),
@@ -202,7 +212,7 @@ function refreshFactors(
         updated = tf.eye(side === 'input' ? inputSize(layer) : layer.outputDim);
         resets.push(`${layer.name}/${side}`);
       } else {
-        const v = side === 'input' ? inputVector(layer, s) : outputVector(options, s);
+        const v = side === 'input' ? inputVector(layer, s) : outputVector(layer, options, s);
         updated = store(updateInverseFactor(inverse, v, { form: options.form, gamma: options.gamma, checkFinite: false }));
         maxima.push({ layer, max: tf.max(tf.abs(updated)) });
       }
