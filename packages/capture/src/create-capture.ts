@@ -2,6 +2,7 @@ import { checkNumber, checkOneOf, checkRank } from '@mkor/core';
 import { conv2dInputVector, conv2dOutputGradVector, rank1Vector } from '@mkor/rank1';
 import * as tf from '@tensorflow/tfjs-core';
 
+import { conv2dPatchSecondMoment, rowSecondMoment } from './covariance';
 import { RegistryState, resolveMaxDim, widthReason } from './registry';
 import { captureThrough, type StatisticsVectors } from './statistics-store';
 import type { CaptureRegistry, SecondOrderLayer } from './types';
@@ -20,6 +21,12 @@ export interface CaptureConv2dOptions {
 export interface CreateCaptureOptions {
   /** Layers wider than this on either side are computed but not captured (first-order); default 4096. */
   maxDim?: number;
+  /**
+   * Also record, per step, the full second moments KFAC needs (`statistics(name).covariance`:
+   * `(1/n) XᵀX` and `(1/n) Σ dyᵢ dyᵢᵀ`, see `CovarianceStatistics`); for conv2d this forms the
+   * unfolded patches during the forward pass. Default false.
+   */
+  covariance?: boolean;
 }
 
 /**
@@ -94,6 +101,10 @@ export function createCapture(options: CreateCaptureOptions = {}): ModelCapture 
     throw new TypeError(`createCapture: options must be an object, got ${String(options)}`);
   }
   const maxDim = resolveMaxDim('createCapture', options.maxDim);
+  const covariance = options.covariance ?? false;
+  if (typeof covariance !== 'boolean') {
+    throw new TypeError(`createCapture: covariance must be a boolean, got ${typeof covariance}`);
+  }
   const state = new RegistryState('createCapture');
   const registry = state.registry(() => undefined);
 
@@ -161,7 +172,11 @@ export function createCapture(options: CreateCaptureOptions = {}): ModelCapture 
       const product = tf.matMul(rows, kernel);
       const withBias = biasVariable === undefined ? product : tf.add(product, biasVariable);
       return x.rank === 2 ? withBias : tf.reshape(withBias, [...x.shape.slice(0, -1), outputDim]);
-    }, { input: (input) => rank1Vector(input), outputGradient: (dy) => rank1Vector(dy) });
+    }, {
+      input: (input) => rank1Vector(input),
+      outputGradient: (dy) => rank1Vector(dy),
+      ...(covariance ? { inputCovariance: rowSecondMoment, outputGradientCovariance: rowSecondMoment } : {}),
+    });
   };
 
   const conv2d = (name: string, x: tf.Tensor4D, kernel: tf.Variable, bias?: tf.Variable, convOptions: CaptureConv2dOptions = {}): tf.Tensor4D => {
@@ -192,6 +207,13 @@ export function createCapture(options: CreateCaptureOptions = {}): ModelCapture 
     const vectors: StatisticsVectors = {
       input: (input) => conv2dInputVector(input as tf.Tensor4D, { kernelSize: [kh, kw], strides, padding, dilationRate }),
       outputGradient: (dy) => conv2dOutputGradVector(dy as tf.Tensor4D),
+      ...(covariance
+        ? {
+            inputCovariance: (input: tf.Tensor) =>
+              conv2dPatchSecondMoment(input as tf.Tensor4D, { kernelSize: [kh, kw], strides, padding, dilationRate }),
+            outputGradientCovariance: rowSecondMoment,
+          }
+        : {}),
     };
     return run(name, captured, x, () => {
       const product = tf.conv2d(x, kernel as tf.Variable<tf.Rank.R4>, strides, padding, 'NHWC', dilationRate);

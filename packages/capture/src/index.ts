@@ -2,12 +2,23 @@
  * `@mkor/capture` — captures what second-order optimizers need from TensorFlow.js models: for
  * every Dense and Conv2D layer, on every training step, the rank-1 statistics of MKOR
  * Algorithm 1, step 1 (`a`, the mean input row, and `g`, the mean gradient of the loss with
- * respect to the pre-activation output row), paired per step, plus which variable belongs to
- * which layer. `prepareModel` does it for tfjs-layers models; `createCapture` for hand-written ones.
+ * respect to the pre-activation output row), optionally KFAC's full covariances, paired per
+ * step, plus which variable belongs to which layer. `prepareModel` does it for tfjs-layers
+ * models; `createCapture` for hand-written ones; `CaptureOptimizer` is the base of the
+ * optimizers that read them.
  */
 export { prepareModel } from './prepare-model';
 export type { Layer, PrepareModelOptions } from './prepare-model';
 export { createCapture } from './create-capture';
 export type { CaptureConv2dOptions, CreateCaptureOptions, ModelCapture } from './create-capture';
+export { CaptureOptimizer, isCaptureRegistry } from './capture-optimizer';
+export type { PreparableModel, StatisticsByLayer } from './capture-optimizer';
 export { DEFAULT_MAX_DIM } from './registry';
-export type { CaptureRegistry, FirstOrderLayer, LayerKind, LayerStatistics, SecondOrderLayer } from './types';
+export type {
+  CaptureRegistry,
+  CovarianceStatistics,
+  FirstOrderLayer,
+  LayerKind,
+  LayerStatistics,
+  SecondOrderLayer,
+} from './types';

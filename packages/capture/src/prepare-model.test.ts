@@ -463,3 +463,12 @@ describe('prepareModel: classification', () => {
     model.dispose();
   });
 });
+
+describe('prepareModel rowClamp', () => {
+  it('refuses a clamp that is not a positive number', () => {
+    const model = tfl.sequential({ layers: [tfl.layers.dense({ units: 2, inputShape: [3] })] });
+    expect(() => prepareModel(model, { rowClamp: 0 })).toThrow('prepareModel: rowClamp must be (0, ∞), got 0');
+    expect(() => prepareModel(model, { rowClamp: Number.NaN })).toThrow(/rowClamp/);
+    model.dispose();
+  });
+});

@@ -1,7 +1,9 @@
+import { checkNumber } from '@mkor/core';
 import { conv2dInputVector, conv2dOutputGradVector, rank1Vector } from '@mkor/rank1';
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel, LayerVariable } from '@tensorflow/tfjs-layers';
 
+import { type PatchGeometry, conv2dPatchSecondMoment, rowSecondMoment } from './covariance';
 import { RegistryState, resolveMaxDim, widthReason } from './registry';
 import { captureThrough, type StatisticsVectors } from './statistics-store';
 import type { CaptureRegistry, LayerKind, SecondOrderLayer } from './types';
@@ -22,9 +24,38 @@ export interface PrepareModelOptions {
    * to `firstOrder` (e.g. `(layer) => layer.name !== 'logits'` to leave the output layer alone).
    */
   include?: (layer: Layer) => boolean;
+  /**
+   * Also record, per step, the full second moments KFAC needs (`statistics(name).covariance`:
+   * `(1/n) XᵀX` and `(1/n) Σ dyᵢ dyᵢᵀ`, see `CovarianceStatistics`). Costs two `d × d`
+   * matrix products per layer and step, and for Conv2D the unfolded patches
+   * (`batch·outH·outW × kh·kw·cin` floats) for the duration of the forward pass. Default false.
+   */
+  covariance?: boolean;
+  /**
+   * Clamp every row to ±`rowClamp` before averaging, as the authors' MKOR code does (±100), for
+   * Dense layers: `a = mean(clamp(xᵢ))` and `g = mean(clamp(n·dyᵢ))/n` with n the row count (so
+   * that the consumer's n·g is the authors' value). Conv2D layers are not clamped (the authors
+   * clamp per sample after the spatial mean, which the joint mean here cannot reproduce).
+   * Default: no clamp.
+   */
+  rowClamp?: number;
 }
 
 type CallFunction = Layer['call'];
+
+/**
+ * `mean(clamp(s·xᵢ, ±c))/s` over the rows `xᵢ` (all axes but the last): the authors' per-row
+ * clamp, applied to the rows scaled by `s` (the row count for output gradients, 1 for inputs).
+ */
+function clampedRowMean(x: tf.Tensor, clamp: number, scaleByRows: boolean): tf.Tensor1D {
+  return tf.tidy(() => {
+    const d = x.shape[x.rank - 1] as number;
+    const rows = tf.reshape(x, [-1, d]);
+    const scale = scaleByRows ? (rows.shape[0] as number) : 1;
+    const clamped = tf.clipByValue(tf.mul(rows, scale), -clamp, clamp);
+    return tf.div(tf.mean(clamped, 0), scale) as tf.Tensor1D;
+  });
+}
 
 /** A layer activation object (tfjs-layers `Activation`). */
 interface ActivationFunction {
@@ -211,15 +242,34 @@ function describeLayer(layer: Layer, name: string, kind: LayerKind): SecondOrder
 }
 
 /** The `call` that replaces a captured layer's own: see {@link prepareModel}. */
-function capturingCall(layer: Layer, name: string, kind: LayerKind, originalCall: CallFunction, state: RegistryState): CallFunction {
+function capturingCall(
+  layer: Layer,
+  name: string,
+  kind: LayerKind,
+  originalCall: CallFunction,
+  state: RegistryState,
+  covariance: boolean,
+  rowClamp: number | undefined,
+): CallFunction {
   const fields = layer as unknown as Conv2DFields;
-  const vectors: StatisticsVectors =
+  const patchGeometry = (): PatchGeometry => ({ kernelSize: [fields.kernelSize[0]!, fields.kernelSize[1]!], ...convGeometry(fields) });
+  const rank1: StatisticsVectors =
     kind === 'dense'
-      ? { input: (x) => rank1Vector(x), outputGradient: (dy) => rank1Vector(dy) }
+      ? rowClamp === undefined
+        ? { input: (x) => rank1Vector(x), outputGradient: (dy) => rank1Vector(dy) }
+        : { input: (x) => clampedRowMean(x, rowClamp, false), outputGradient: (dy) => clampedRowMean(dy, rowClamp, true) }
       : {
-          input: (x) => conv2dInputVector(x as tf.Tensor4D, { kernelSize: [fields.kernelSize[0]!, fields.kernelSize[1]!], ...convGeometry(fields) }),
+          input: (x) => conv2dInputVector(x as tf.Tensor4D, patchGeometry()),
           outputGradient: (dy) => conv2dOutputGradVector(dy as tf.Tensor4D),
         };
+  const vectors: StatisticsVectors = !covariance
+    ? rank1
+    : {
+        ...rank1,
+        inputCovariance:
+          kind === 'dense' ? rowSecondMoment : (x) => conv2dPatchSecondMoment(x as tf.Tensor4D, patchGeometry()),
+        outputGradientCovariance: rowSecondMoment,
+      };
   const linearPart = kind === 'dense' ? denseLinearPart : conv2dLinearPart;
   return function call(this: Layer, inputs, kwargs) {
     // Without a gradient tape no backward pass can follow: the original call, untouched.
@@ -274,6 +324,14 @@ export function prepareModel(model: LayersModel, options: PrepareModelOptions = 
   const include = options.include;
   if (include !== undefined && typeof include !== 'function') {
     throw new TypeError(`${where}: include must be a function (layer) => boolean, got ${typeof include}`);
+  }
+  const rowClamp =
+    options.rowClamp === undefined
+      ? undefined
+      : checkNumber(where, 'rowClamp', options.rowClamp, { min: 0, minExclusive: true });
+  const covariance = options.covariance ?? false;
+  if (typeof covariance !== 'boolean') {
+    throw new TypeError(`${where}: covariance must be a boolean, got ${typeof covariance}`);
   }
 
   // Applications per forward pass of every layer, through the nesting: a layer used in two
@@ -335,7 +393,7 @@ export function prepareModel(model: LayersModel, options: PrepareModelOptions = 
     const ownCall = Object.getOwnPropertyDescriptor(layer, 'call');
     const originalCall = layer.call;
     Object.defineProperty(layer, 'call', {
-      value: capturingCall(layer, name, kind, originalCall, state),
+      value: capturingCall(layer, name, kind, originalCall, state, covariance, rowClamp),
       configurable: true,
       writable: true,
     });

@@ -9,24 +9,41 @@ interface PendingInput {
   readonly a: tf.Tensor1D;
   readonly rows: number;
   readonly samples: number;
+  /** `(1/n) XᵀX`, when covariances are captured. */
+  readonly inputCovariance?: tf.Tensor2D;
+}
+
+/** Every tensor a pending input holds. */
+function pendingTensors(entry: PendingInput): tf.Tensor[] {
+  return entry.inputCovariance === undefined ? [entry.a] : [entry.a, entry.inputCovariance];
+}
+
+/** Every tensor a committed pair holds. */
+function committedTensors(entry: LayerStatistics): tf.Tensor[] {
+  return entry.covariance === undefined ? [entry.a, entry.g] : [entry.a, entry.g, entry.covariance.a, entry.covariance.g];
 }
 
 /**
- * Pairs the rank-1 statistics of forward and backward passes, per layer. A forward pass records
- * a pending input vector `a` (replacing, and disposing, an uncommitted one); the backward pass
- * of that same forward pass commits `(a, g, rows)`, replacing and disposing the previous pair.
- * Only `d`-sized vectors are ever held, each `tf.keep`-ed.
+ * Pairs the statistics of forward and backward passes, per layer. A forward pass records a
+ * pending input vector `a` (and, when covariances are captured, `(1/n) XᵀX`), replacing and
+ * disposing an uncommitted one; the backward pass of that same forward pass commits
+ * `(a, g, rows)` (and the covariances), replacing and disposing the previous pair. Only `d`-sized
+ * vectors (and `d × d` covariances) are ever held, each `tf.keep`-ed.
  */
 export class StatisticsStore {
   private readonly pending = new Map<string, PendingInput>();
   private readonly committed = new Map<string, LayerStatistics>();
   private nextToken = 1;
 
-  /** Takes ownership of the kept vector `a`; returns the token of this forward pass. */
-  recordInput(layerName: string, a: tf.Tensor1D, rows: number, samples: number): number {
+  /**
+   * Takes ownership of the kept vector `a` (and the kept covariance, when given); returns the
+   * token of this forward pass.
+   */
+  recordInput(layerName: string, a: tf.Tensor1D, rows: number, samples: number, inputCovariance?: tf.Tensor2D): number {
     const token = this.nextToken++;
-    this.pending.get(layerName)?.a.dispose();
-    this.pending.set(layerName, { token, a, rows, samples });
+    const previous = this.pending.get(layerName);
+    if (previous !== undefined) tf.dispose(pendingTensors(previous));
+    this.pending.set(layerName, { token, a, rows, samples, ...(inputCovariance === undefined ? {} : { inputCovariance }) });
     return token;
   }
 
@@ -37,12 +54,13 @@ export class StatisticsStore {
 
   /**
    * Commits the pending input of forward pass `token` with the kept output-gradient vector `g`
-   * (taking ownership of it), disposing the pair it replaces. A stale token only disposes `g`.
+   * and, when covariances are captured, the kept `(1/n) Σ dy dyᵀ` (taking ownership of both),
+   * disposing the pair it replaces. A stale token only disposes what it was given.
    */
-  commit(layerName: string, token: number, g: tf.Tensor1D): void {
+  commit(layerName: string, token: number, g: tf.Tensor1D, outputGradientCovariance?: tf.Tensor2D): void {
     const input = this.pending.get(layerName);
     if (input === undefined || input.token !== token) {
-      g.dispose();
+      tf.dispose(outputGradientCovariance === undefined ? [g] : [g, outputGradientCovariance]);
       return;
     }
     this.pending.delete(layerName);
@@ -53,8 +71,13 @@ export class StatisticsStore {
       rows: input.rows,
       samples: input.samples,
       step: (previous?.step ?? 0) + 1,
+      ...(input.inputCovariance === undefined || outputGradientCovariance === undefined
+        ? {}
+        : { covariance: { a: input.inputCovariance, g: outputGradientCovariance } }),
     });
-    if (previous !== undefined) tf.dispose([previous.a, previous.g]);
+    if (input.inputCovariance !== undefined && outputGradientCovariance === undefined) input.inputCovariance.dispose();
+    if (input.inputCovariance === undefined && outputGradientCovariance !== undefined) outputGradientCovariance.dispose();
+    if (previous !== undefined) tf.dispose(committedTensors(previous));
   }
 
   latest(layerName: string): LayerStatistics | undefined {
@@ -63,8 +86,8 @@ export class StatisticsStore {
 
   /** Disposes every pending and committed vector. */
   clear(): void {
-    for (const { a } of this.pending.values()) a.dispose();
-    for (const { a, g } of this.committed.values()) tf.dispose([a, g]);
+    for (const entry of this.pending.values()) tf.dispose(pendingTensors(entry));
+    for (const entry of this.committed.values()) tf.dispose(committedTensors(entry));
     this.pending.clear();
     this.committed.clear();
   }
@@ -76,6 +99,10 @@ export interface StatisticsVectors {
   readonly input: (x: tf.Tensor) => tf.Tensor1D;
   /** The output-gradient vector `g` from `dy = ∂Loss/∂y` (length outputDim). */
   readonly outputGradient: (dy: tf.Tensor) => tf.Tensor1D;
+  /** `(1/n) XᵀX` from the layer's input, when covariances are captured. */
+  readonly inputCovariance?: (x: tf.Tensor) => tf.Tensor2D;
+  /** `(1/n) Σ dyᵢ dyᵢᵀ` from `dy`, when covariances are captured. */
+  readonly outputGradientCovariance?: (dy: tf.Tensor) => tf.Tensor2D;
 }
 
 /**
@@ -83,12 +110,12 @@ export interface StatisticsVectors {
  * runs with recording paused. The op itself is recorded but never reaches the loss, so the
  * backward pass prunes it; no tensor of the computation is saved for backprop.
  */
-function offTape(f: (x: tf.Tensor) => tf.Tensor1D, x: tf.Tensor): tf.Tensor1D {
+function offTape<T extends tf.Tensor>(f: (x: tf.Tensor) => T, x: tf.Tensor): T {
   const op = tf.customGrad((...args) => {
     const input = args[0] as tf.Tensor;
     return { value: f(input), gradFunc: () => tf.zerosLike(input) };
   });
-  return op(x) as tf.Tensor1D;
+  return op(x) as T;
 }
 
 /**
@@ -107,14 +134,18 @@ export function captureThrough(
 ): tf.Tensor {
   const outputDim = y.shape[y.rank - 1] as number;
   const a = tf.tidy('CaptureInputStatistic', () => tf.keep(offTape(vectors.input, input)));
-  const token = store.recordInput(layerName, a, y.size / outputDim, y.shape[0] as number);
+  const inputCovarianceOf = vectors.inputCovariance;
+  const inputCovariance =
+    inputCovarianceOf === undefined ? undefined : tf.tidy('CaptureInputCovariance', () => tf.keep(offTape(inputCovarianceOf, input)));
+  const token = store.recordInput(layerName, a, y.size / outputDim, y.shape[0] as number, inputCovariance);
   const identity = tf.customGrad((...args) => {
     const output = args[0] as tf.Tensor;
     return {
       value: tf.clone(output),
       gradFunc: (dy: tf.Tensor) => {
         if (store.isPending(layerName, token)) {
-          store.commit(layerName, token, tf.keep(vectors.outputGradient(dy)));
+          const outputCovariance = vectors.outputGradientCovariance?.(dy);
+          store.commit(layerName, token, tf.keep(vectors.outputGradient(dy)), outputCovariance === undefined ? undefined : tf.keep(outputCovariance));
         }
         return dy;
       },

@@ -56,6 +56,33 @@ export interface LayerStatistics {
   readonly samples: number;
   /** How many pairs this layer has committed, this one included (1, 2, ...): fresh or stale. */
   readonly step: number;
+  /**
+   * The full second moments KFAC needs, recorded only when the capture was created with
+   * `covariance: true` (see {@link CovarianceStatistics}); absent otherwise.
+   */
+  readonly covariance?: CovarianceStatistics;
+}
+
+/**
+ * The uncentred second moments of one layer on one step, over the same `n` rows as `a` and `g`
+ * (KFAC's Kronecker factors before their moving average, spec eq. 3/4):
+ *
+ *     A = (1/n) Σᵢ xᵢ xᵢᵀ = (1/n) XᵀX          (d_in × d_in; conv2d: X the unfolded patches)
+ *     G = (1/n) Σᵢ dyᵢ dyᵢᵀ                    (d_out × d_out; dyᵢ = ∂Loss/∂yᵢ, pre-activation)
+ *
+ * The scaling is exactly `1/n` with `n = rows` on both sides: with a mean-reduced loss each
+ * `dyᵢ` carries the loss's `1/batch`, which a consumer may undo by multiplying `G` by `batch²`.
+ * A bias is not in `A`; a consumer that folds it in (a constant 1 appended to every row) uses
+ *
+ *     A_bias = [[A, a], [aᵀ, 1]]                ((d_in + 1) × (d_in + 1), `a` the row mean)
+ *
+ * Owned by the registry like `a` and `g`: do not dispose; clone to keep past the next commit.
+ */
+export interface CovarianceStatistics {
+  /** `(1/n) XᵀX`, `[inputDim, inputDim]`. */
+  readonly a: tf.Tensor2D;
+  /** `(1/n) Σᵢ dyᵢ dyᵢᵀ`, `[outputDim, outputDim]`. */
+  readonly g: tf.Tensor2D;
 }
 
 /** What a second-order optimizer reads: which layer is which, and their latest statistics. */

@@ -7,3 +7,5 @@ export {
   splitToTensors,
 } from './fashion-mnist';
 export type { FashionMnistOptions, ImageSplit } from './fashion-mnist';
+export { DEBIAN_COMMON_LICENSES_DIR, loadTextCorpus, sampleWindows } from './text-corpus';
+export type { TextCorpus, TextCorpusOptions } from './text-corpus';

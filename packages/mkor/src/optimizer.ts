@@ -1,14 +1,17 @@
-import { type CaptureRegistry, prepareModel } from '@mkor/capture';
-import { type Transform, TransformOptimizer, type UpdateContext } from '@mkor/core';
+import { CaptureOptimizer, type CaptureRegistry, type PreparableModel as CapturePreparableModel } from '@mkor/capture';
+import type { Transform } from '@mkor/core';
 import { adam } from '@mkor/first-order';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { type MkorHybridOptions, type MkorState, mkor } from './mkor';
 import { type MkorOptions, resolveMkorOptions } from './options';
-import type { MkorPreconditionerState, MkorStepMetrics, Rank1Statistics } from './preconditioner';
+import type { MkorPreconditionerState, MkorStepMetrics } from './preconditioner';
 
 /** A model `@mkor/capture` can prepare (a `tf.LayersModel` or `tf.Sequential`). */
-export type PreparableModel = Parameters<typeof prepareModel>[0];
+export type PreparableModel = CapturePreparableModel;
+
+/** The authors' per-row clamp of the captured rows (`clipping_value`), used by the reference preset. */
+const REFERENCE_ROW_CLAMP = 100;
 
 /** Options of {@link MkorOptimizer}. */
 export interface MkorOptimizerOptions extends MkorOptions {
@@ -40,43 +43,44 @@ export interface MkorOptimizerOptions extends MkorOptions {
  * `CaptureRegistry` (from `prepareModel` or `createCapture`), it uses that. Its state saves and
  * restores through `getWeights`/`setWeights`, and a resumed run continues exactly.
  */
-export class MkorOptimizer extends TransformOptimizer<MkorState> {
+export class MkorOptimizer extends CaptureOptimizer<MkorState> {
   /** The name tfjs serialisation knows this class by. */
   static override get className(): string {
     return 'MkorOptimizer';
   }
 
-  /** Which layers are second-order, and their captured statistics. */
-  readonly capture: CaptureRegistry;
   private readonly options: MkorOptimizerOptions;
   private readonly mkorTransform: ReturnType<typeof mkor>;
-  /** Whether this optimizer prepared the model itself (and so undoes that on dispose). */
-  private readonly ownsCapture: boolean;
 
   constructor(target: PreparableModel | CaptureRegistry, options: MkorOptimizerOptions = {}) {
     const { backend, learningRate, maxDim, hybrid, ...mkorOptions } = options;
-    resolveMkorOptions(mkorOptions);
+    const resolved = resolveMkorOptions(mkorOptions);
     if (learningRate !== undefined && !(typeof learningRate === 'number' && Number.isFinite(learningRate) && learningRate > 0)) {
       throw new RangeError(`MkorOptimizer: learningRate must be a positive finite number, got ${String(learningRate)}`);
     }
-    const ownsCapture = !isCaptureRegistry(target);
-    const capture = isCaptureRegistry(target) ? target : prepareModel(target, maxDim === undefined ? {} : { maxDim });
-    const transform = mkor({
-      ...mkorOptions,
-      // Read at the first step: createCapture's layers register during the first forward pass.
-      layers: () => capture.secondOrder,
-      backend: backend ?? adam({ learningRate: learningRate ?? 1e-3 }),
-      ...(hybrid === undefined ? {} : { hybrid }),
-    });
-    super(transform, {
-      statePrefix: 'mkor',
-      checkpointExclude: (path) => path.endsWith('/metrics'),
-      readsLoss: hybrid !== undefined,
-    });
-    this.capture = capture;
+    super(
+      target,
+      {
+        ...(maxDim === undefined ? {} : { maxDim }),
+        // The authors clamp every input row and every scaled output-gradient row to ±100.
+        ...(resolved.preset === 'reference' ? { rowClamp: REFERENCE_ROW_CLAMP } : {}),
+      },
+      (capture) =>
+        mkor({
+          ...mkorOptions,
+          // Read at the first step: createCapture's layers register during the first forward pass.
+          layers: () => capture.secondOrder,
+          backend: backend ?? adam({ learningRate: learningRate ?? 1e-3 }),
+          ...(hybrid === undefined ? {} : { hybrid }),
+        }),
+      {
+        statePrefix: 'mkor',
+        checkpointExclude: (path) => path.endsWith('/metrics'),
+        readsLoss: hybrid !== undefined,
+      },
+    );
     this.options = options;
-    this.mkorTransform = transform;
-    this.ownsCapture = ownsCapture;
+    this.mkorTransform = this.transform as ReturnType<typeof mkor>;
   }
 
   /** The latest second-order step's metrics (stabiliser firings, rescale factors, timings), or null. */
@@ -98,13 +102,6 @@ export class MkorOptimizer extends TransformOptimizer<MkorState> {
     return { ...(totals ?? { factorUpdates: 0, stabilizerFirings: 0, factorResets: 0 }), skippedSteps: state?.skippedSteps ?? 0 };
   }
 
-  /** Hands the latest captured statistics of every second-order layer to the step. */
-  protected override stepContext(): Omit<UpdateContext, 'params' | 'loss'> {
-    const statistics: Record<string, Rank1Statistics | undefined> = {};
-    for (const layer of this.capture.secondOrder) statistics[layer.name] = this.capture.statistics(layer.name);
-    return { extras: { statistics } };
-  }
-
   /** The resolved MKOR hyperparameters (the backend transform and the model are not serialisable). */
   override getConfig(): tf.serialization.ConfigDict {
     const { backend, learningRate, maxDim, hybrid, ...mkorOptions } = this.options;
@@ -117,18 +114,6 @@ export class MkorOptimizer extends TransformOptimizer<MkorState> {
     };
   }
 
-  /**
-   * Frees the optimizer's state; when the optimizer prepared the model itself, also undoes the
-   * preparation and frees the captured statistics (a registry passed in stays the caller's).
-   */
-  override dispose(): void {
-    super.dispose();
-    if (this.ownsCapture) this.capture.release();
-  }
-}
-
-function isCaptureRegistry(target: unknown): target is CaptureRegistry {
-  return typeof target === 'object' && target !== null && 'secondOrder' in target && 'statistics' in target;
 }
 
 tf.serialization.registerClass(MkorOptimizer);

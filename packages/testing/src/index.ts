@@ -8,3 +8,4 @@ export * from './fp16';
 export * from './first-order';
 export * from './capture';
 export * from './allreduce';
+export * from './kfac-eva';

@@ -1,0 +1,75 @@
+import type { Transform } from '@mkor/core';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { describe, expect, it } from 'vitest';
+
+import { CaptureOptimizer, type StatisticsByLayer } from './capture-optimizer';
+import { prepareModel } from './prepare-model';
+
+/** Plain gradient descent that records the statistics each step received. */
+function recordingDescent(seen: StatisticsByLayer[]): Transform<null> {
+  return {
+    init: () => null,
+    update: (updates, state, context) => {
+      seen.push((context?.extras?.statistics ?? {}) as StatisticsByLayer);
+      return { updates: Object.fromEntries(Object.entries(updates).map(([name, u]) => [name, tf.mul(u, -0.1)])), state };
+    },
+  };
+}
+
+function model(): tfl.Sequential {
+  return tfl.sequential({ layers: [tfl.layers.dense({ units: 2, inputShape: [3], kernelInitializer: tfl.initializers.glorotUniform({ seed: 1 }) })] });
+}
+
+describe('CaptureOptimizer', () => {
+  it('prepares a model, hands the captured statistics to each step, and undoes the preparation on dispose', () => {
+    const net = model();
+    const x = tf.ones([4, 3]);
+    const before = tf.memory().numTensors;
+    const seen: StatisticsByLayer[] = [];
+    const optimizer = new CaptureOptimizer(net, { covariance: true }, () => recordingDescent(seen));
+    const name = net.layers[0]!.name;
+    optimizer.minimize(() => tf.sum(net.apply(x) as tf.Tensor) as tf.Scalar);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]![name]).toBe(optimizer.capture.statistics(name));
+    expect(seen[0]![name]?.covariance?.a.shape).toEqual([3, 3]);
+    optimizer.dispose();
+    expect(optimizer.capture.statistics(name)).toBeUndefined();
+    expect(tf.memory().numTensors).toBe(before);
+    // The preparation was undone: the model can be prepared again.
+    prepareModel(net).release();
+    tf.dispose(x);
+    net.dispose();
+  });
+
+  it('passes caller statistics through applyGradientsWithContext, and leaves a borrowed registry alone', () => {
+    const net = model();
+    const x = tf.ones([4, 3]);
+    const registry = prepareModel(net);
+    const name = net.layers[0]!.name;
+    const seen: StatisticsByLayer[] = [];
+    const optimizer = new CaptureOptimizer(registry, {}, () => recordingDescent(seen));
+    optimizer.minimize(() => tf.sum(net.apply(x) as tf.Tensor) as tf.Scalar);
+    // Statistics given by the caller (a data-parallel trainer) replace the captured ones.
+    const variable = tf.variable(tf.ones([2]));
+    const gradient = tf.ones([2]);
+    const statistics = { [name]: registry.statistics(name) };
+    optimizer.applyGradientsWithContext({ [variable.name]: gradient }, { extras: { statistics } });
+    expect(seen[1]).toEqual(statistics);
+    expect(Array.from(variable.dataSync())).toEqual([0.9, 0.9].map((v) => Math.fround(v)));
+    optimizer.dispose();
+    expect(registry.statistics(name)).toBeDefined();
+    registry.release();
+    tf.dispose([variable, gradient, x]);
+    net.dispose();
+  });
+
+  it('undoes its preparation when the transform cannot be built', () => {
+    const net = model();
+    expect(() => new CaptureOptimizer(net, {}, () => {
+      throw new TypeError('no transform');
+    })).toThrow('no transform');
+    prepareModel(net).release();
+    net.dispose();
+  });
+});
