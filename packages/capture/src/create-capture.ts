@@ -1,4 +1,4 @@
-import { checkNumber, checkOneOf, checkRank } from '@mkor/core';
+import { checkOneOf, checkRank, checkSpatialPair } from '@mkor/core';
 import { conv2dInputVector, conv2dOutputGradVector, rank1Vector } from '@mkor/rank1';
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -58,17 +58,6 @@ function checkVariable(where: string, name: string, value: unknown, rank: number
   }
   checkRank(where, name, value, rank);
   return value;
-}
-
-function checkPair(where: string, name: string, value: unknown): [number, number] {
-  const pair = typeof value === 'number' ? [value, value] : value;
-  if (!Array.isArray(pair) || pair.length !== 2) {
-    throw new RangeError(`${where}: ${name} must be a number or a pair [height, width], got ${JSON.stringify(value)}`);
-  }
-  return [
-    checkNumber(where, `${name}[0]`, pair[0], { min: 1, integer: true }),
-    checkNumber(where, `${name}[1]`, pair[1], { min: 1, integer: true }),
-  ];
 }
 
 function checkBias(where: string, bias: unknown, outputDim: number): tf.Variable | undefined {
@@ -191,8 +180,8 @@ export function createCapture(options: CreateCaptureOptions = {}): ModelCapture 
     if (convOptions === null || typeof convOptions !== 'object') {
       throw new TypeError(`${where}: options must be an object, got ${String(convOptions)}`);
     }
-    const strides = checkPair(where, 'strides', convOptions.strides ?? 1);
-    const dilationRate = checkPair(where, 'dilationRate', convOptions.dilationRate ?? 1);
+    const strides = checkSpatialPair(where, 'strides', convOptions.strides ?? 1);
+    const dilationRate = checkSpatialPair(where, 'dilationRate', convOptions.dilationRate ?? 1);
     const padding = checkOneOf(where, 'padding', convOptions.padding ?? 'valid', ['valid', 'same'] as const);
     const layer: SecondOrderLayer = {
       name,

@@ -15,6 +15,7 @@ export {
   checkNumber,
   checkOneOf,
   checkRank,
+  checkSpatialPair,
   checkSquareMatrix,
   checkVector,
 } from './validation';

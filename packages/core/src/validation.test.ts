@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 
-import { allFinite, checkFinite, checkNumber, checkOneOf, checkSquareMatrix, checkVector } from './validation';
+import { allFinite, checkFinite, checkNumber, checkOneOf, checkSpatialPair, checkSquareMatrix, checkVector } from './validation';
 
 describe('validation', () => {
   it('checks numbers against bounds', () => {
@@ -38,5 +38,15 @@ describe('validation', () => {
     expect(() => checkFinite('f', 'v', nan)).toThrow('f: v contains NaN or Inf');
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([good, nan, inf]);
+  });
+});
+
+describe('checkSpatialPair', () => {
+  it('accepts a number or a pair of positive integers, and says what is wrong otherwise', () => {
+    expect(checkSpatialPair('f', 'strides', 2)).toEqual([2, 2]);
+    expect(checkSpatialPair('f', 'strides', [1, 3])).toEqual([1, 3]);
+    expect(() => checkSpatialPair('f', 'strides', [1, 2, 3])).toThrow('f: strides must be a number or a pair [height, width], got [1,2,3]');
+    expect(() => checkSpatialPair('f', 'kernelSize', [0, 2])).toThrow(/kernelSize\[0\] must be an integer in \[1, ∞\)/);
+    expect(() => checkSpatialPair('f', 'kernelSize', 1.5)).toThrow(/kernelSize\[0\]/);
   });
 });

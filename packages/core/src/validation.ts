@@ -96,3 +96,18 @@ export function checkFinite(where: string, name: string, t: tf.Tensor): void {
     throw new RangeError(`${where}: ${name} contains NaN or Inf`);
   }
 }
+
+/**
+ * Checks a spatial size given as one number or a pair `[height, width]` of integers ≥ 1 (kernel
+ * sizes, strides, dilation rates, as Keras accepts them); returns the pair.
+ */
+export function checkSpatialPair(where: string, name: string, value: unknown): [number, number] {
+  const pair = typeof value === 'number' ? [value, value] : value;
+  if (!Array.isArray(pair) || pair.length !== 2) {
+    throw new RangeError(`${where}: ${name} must be a number or a pair [height, width], got ${JSON.stringify(value)}`);
+  }
+  return [
+    checkNumber(where, `${name}[0]`, pair[0], { min: 1, integer: true }),
+    checkNumber(where, `${name}[1]`, pair[1], { min: 1, integer: true }),
+  ];
+}

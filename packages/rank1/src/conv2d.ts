@@ -1,4 +1,4 @@
-import { checkNumber, checkOneOf } from '@mkor/core';
+import { checkNumber, checkOneOf, checkSpatialPair } from '@mkor/core';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { checkRows, finishStatistic, resolveRank1Options } from './rank1';
@@ -46,17 +46,6 @@ export interface Conv2dGeometry {
 /** The axes of a channels-last image batch, tfjs's default layout. */
 const NHWC = ['batch', 'height', 'width', 'channels'] as const;
 
-function checkPair(where: string, name: string, value: unknown): [number, number] {
-  const pair = typeof value === 'number' ? [value, value] : value;
-  if (!Array.isArray(pair) || pair.length !== 2) {
-    throw new RangeError(`${where}: ${name} must be a number or a pair [height, width], got ${JSON.stringify(value)}`);
-  }
-  return [
-    checkNumber(where, `${name}[0]`, pair[0], { min: 1, integer: true }),
-    checkNumber(where, `${name}[1]`, pair[1], { min: 1, integer: true }),
-  ];
-}
-
 /**
  * The geometry of a 2-D convolution over an input of spatial size `height × width`, with
  * tfjs's arithmetic (`conv_util.computeConv2DInfo`). With the effective kernel size
@@ -77,9 +66,9 @@ export function conv2dGeometry(
 ): Conv2dGeometry {
   checkNumber(where, 'height', height, { min: 1, integer: true });
   checkNumber(where, 'width', width, { min: 1, integer: true });
-  const kernelSize = checkPair(where, 'kernelSize', options.kernelSize);
-  const strides = checkPair(where, 'strides', options.strides ?? 1);
-  const dilationRate = checkPair(where, 'dilationRate', options.dilationRate ?? 1);
+  const kernelSize = checkSpatialPair(where, 'kernelSize', options.kernelSize);
+  const strides = checkSpatialPair(where, 'strides', options.strides ?? 1);
+  const dilationRate = checkSpatialPair(where, 'dilationRate', options.dilationRate ?? 1);
   const padding = checkOneOf(where, 'padding', options.padding ?? 'valid', ['valid', 'same'] as const);
   const axis = (size: number, k: number, stride: number, dilation: number): { out: number; padBefore: number } => {
     const effective = (k - 1) * dilation + 1;
