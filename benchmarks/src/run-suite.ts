@@ -19,7 +19,7 @@ import { runConvergence } from './suites/convergence';
 import { type SuiteContext, type SuiteSize, suiteContext } from './suites/context';
 import { runCostBreakdown } from './suites/cost-breakdown';
 import { runMemory } from './suites/memory';
-import { loadOptimizers } from './suites/optimizers';
+import { OPTIMIZERS } from './suites/optimizers';
 import { runRank1Error } from './suites/rank1-error';
 import { runRefreshInterval } from './suites/refresh-interval';
 import { runScaling } from './suites/scaling';
@@ -51,9 +51,7 @@ const names = positionals.length === 0 || positionals.includes('all') ? Object.k
 const unknown = names.filter((n) => !(n in SUITES));
 if (unknown.length > 0) throw new Error(`run-suite: unknown suite(s) ${unknown.join(', ')}; known: ${Object.keys(SUITES).join(', ')}, all`);
 
-const registry = await loadOptimizers();
-for (const reason of registry.missing) console.error(`note: ${reason}; running without it`);
 for (const name of names) {
   const run = SUITES[name] as (context: SuiteContext) => Promise<void>;
-  await run(suiteContext(size, Array.from({ length: seedCount }, (_, i) => i + 1), registry, values.tasks?.split(',')));
+  await run(suiteContext(size, Array.from({ length: seedCount }, (_, i) => i + 1), OPTIMIZERS, values.tasks?.split(',')));
 }

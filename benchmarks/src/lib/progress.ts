@@ -8,12 +8,15 @@ import { performance } from 'node:perf_hooks';
 export interface ProgressBar {
   /** Marks `units` more done and names what is running now. */
   tick(label: string, units?: number): void;
+  /** Adds `units` to the total (work found to be needed on the way). */
+  grow(units: number): void;
   /** Ends the bar (prints the elapsed time). */
   done(): void;
 }
 
 /** Starts a progress bar titled `title` over `total` units. */
-export function progressBar(title: string, total: number): ProgressBar {
+export function progressBar(title: string, initialTotal: number): ProgressBar {
+  let total = initialTotal;
   const start = performance.now();
   const interactive = process.stderr.isTTY === true;
   let completed = 0;
@@ -40,6 +43,9 @@ export function progressBar(title: string, total: number): ProgressBar {
     tick(label: string, units = 1): void {
       completed += units;
       render(label);
+    },
+    grow(units: number): void {
+      total += units;
     },
     done(): void {
       completed = total;

@@ -1,5 +1,5 @@
 /**
- * What every suite is handed: its size, the optimizer registry, the task sizes and helpers to
+ * What every suite is handed: its size, the optimizers compared, the task sizes and helpers to
  * switch backends, write plots and publish the report.
  */
 import os from 'node:os';
@@ -14,7 +14,7 @@ import {
   publishReport,
   useBackend,
 } from '../lib';
-import type { OptimizerRegistry } from './optimizers';
+import type { OptimizerFactory } from './optimizers';
 import type { TaskSizes } from './tasks';
 
 /** How big a run is: `smoke` (CI: a few steps, numbers meaningless), `modest` (a shared 2-core machine), `full`. */
@@ -28,7 +28,8 @@ export interface SuiteContext {
   readonly seeds: readonly number[];
   /** Names of the tasks to run (`--tasks`); all when undefined. */
   readonly tasks: readonly string[] | undefined;
-  readonly registry: OptimizerRegistry;
+  /** The optimizers compared. */
+  readonly optimizers: readonly OptimizerFactory[];
   readonly taskSizes: TaskSizes;
   /** 1-minute load average when the suite started. */
   readonly loadAtStart: number;
@@ -48,7 +49,7 @@ export const TASK_SIZES: Record<SuiteSize, TaskSizes> = {
 };
 
 /** Builds the context of a suite run. */
-export function suiteContext(size: SuiteSize, seeds: readonly number[], registry: OptimizerRegistry, tasks?: readonly string[]): SuiteContext {
+export function suiteContext(size: SuiteSize, seeds: readonly number[], optimizers: readonly OptimizerFactory[], tasks?: readonly string[]): SuiteContext {
   const options: BenchmarkOptions = { smoke: size === 'smoke' };
   const loadAtStart = os.loadavg()[0] ?? Number.NaN;
   return {
@@ -56,7 +57,7 @@ export function suiteContext(size: SuiteSize, seeds: readonly number[], registry
     options,
     seeds,
     tasks,
-    registry,
+    optimizers,
     taskSizes: TASK_SIZES[size],
     loadAtStart,
     progress: progressBar,
@@ -67,7 +68,6 @@ export function suiteContext(size: SuiteSize, seeds: readonly number[], registry
     },
     publish(name, title, body) {
       const environment = describeEnvironment(['@mkor/mkor', '@mkor/first-order', '@mkor/core', '@mkor/kfac', '@mkor/eva', '@tensorflow/tfjs-layers']);
-      const missing = registry.missing.length === 0 ? '' : `\nLeft out of this run: ${registry.missing.join('; ')}.\n`;
       publishReport(
         name,
         options,
@@ -76,7 +76,6 @@ export function suiteContext(size: SuiteSize, seeds: readonly number[], registry
 Size: \`${size}\`. 1-minute load average at the start ${loadAtStart.toFixed(2)}, at the end
 ${environment.loadAverage.toFixed(2)} (2 logical cores shared with other jobs: read times as
 ratios measured in the same run).
-${missing}
 ${body.trim()}
 
 ## Environment

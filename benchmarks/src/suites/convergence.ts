@@ -12,9 +12,42 @@ import { type TrainingRun, finalLoss, trailingMean, trainRun } from './training'
 /** Steps per run by size and task. */
 const STEPS: Record<SuiteContext['size'], Record<string, number>> = {
   smoke: { mlp: 3, autoencoder: 3, cnn: 2, transformer: 3 },
-  modest: { mlp: 200, autoencoder: 120, cnn: 40, transformer: 150 },
+  modest: { mlp: 200, autoencoder: 120, cnn: 60, transformer: 150 },
   full: { mlp: 1000, autoencoder: 1000, cnn: 500, transformer: 2000 },
 };
+
+/** How many rates a sweep may add beyond its listed ones while its best rate lies at an edge. */
+const MAX_SWEEP_EXTENSIONS = 2;
+
+/** One point of a learning-rate sweep. */
+interface SweepPoint {
+  readonly learningRate: number;
+  readonly finalLoss: number;
+}
+
+/**
+ * The learning-rate sweep: every listed rate, then, while the best rate is the smallest or the
+ * largest tried, one more rate a grid step beyond it (at most {@link MAX_SWEEP_EXTENSIONS}), so
+ * that a chosen rate is never the edge of what was tried unless the extensions ran out.
+ * Returns the points sorted by rate.
+ */
+function sweepLearningRates(rates: readonly number[], finalLossAt: (learningRate: number) => number): SweepPoint[] {
+  const points: SweepPoint[] = rates.map((learningRate) => ({ learningRate, finalLoss: finalLossAt(learningRate) }));
+  const sorted = (): SweepPoint[] => [...points].sort((a, b) => a.learningRate - b.learningRate);
+  for (let extension = 0; extension < MAX_SWEEP_EXTENSIONS && points.length >= 2; extension++) {
+    const byRate = sorted();
+    const best = points.reduce((b, p) => (p.finalLoss < b.finalLoss ? p : b));
+    const first = byRate[0] as SweepPoint;
+    const last = byRate[byRate.length - 1] as SweepPoint;
+    let next: number;
+    if (best === last) next = last.learningRate * (last.learningRate / (byRate[byRate.length - 2] as SweepPoint).learningRate);
+    else if (best === first) next = first.learningRate / ((byRate[1] as SweepPoint).learningRate / first.learningRate);
+    else break;
+    next = Number(next.toPrecision(3));
+    points.push({ learningRate: next, finalLoss: finalLossAt(next) });
+  }
+  return sorted();
+}
 
 /** The tasks of the suite. */
 export function convergenceTasks(context: SuiteContext): Task[] {
@@ -36,14 +69,14 @@ const spread = (values: readonly number[], digits = 3): string => {
 
 interface OptimizerResult {
   readonly factory: OptimizerFactory;
-  readonly sweep: { learningRate: number; finalLoss: number }[];
+  readonly sweep: SweepPoint[];
   readonly learningRate: number;
   readonly runs: TrainingRun[];
 }
 
 /** Runs the suite on the tasks given (default: all four). */
 export async function runConvergence(context: SuiteContext, tasks = convergenceTasks(context)): Promise<void> {
-  const factories = context.registry.factories;
+  const factories = context.optimizers;
   const smoke = context.size === 'smoke';
   const sweepRates = (factory: OptimizerFactory): number[] =>
     smoke || factory.name === 'MKOR-H' ? [] : [...factory.learningRates];
@@ -57,14 +90,16 @@ export async function runConvergence(context: SuiteContext, tasks = convergenceT
     const steps = STEPS[context.size][task.name] ?? 0;
     const results: OptimizerResult[] = [];
     for (const factory of factories) {
-      const sweep = sweepRates(factory).map((learningRate) => {
-        const run = trainRun(task, factory, learningRate, 0, steps, {}, () => bar.tick(`${task.name} ${factory.name} lr ${learningRate}`));
-        return { learningRate, finalLoss: finalLoss(run) };
+      const listed = sweepRates(factory);
+      const sweep = sweepLearningRates(listed, (learningRate) => {
+        if (!listed.includes(learningRate)) bar.grow(steps);
+        const run = trainRun(task, factory, learningRate, 0, steps, {}, () => bar.tick(`${task.name} ${factory.name} lr ${formatNumber(learningRate)}`));
+        return finalLoss(run);
       });
       // MKOR-H shares MKOR's tuned rate (it is MKOR until it switches); smoke runs take the middle rate.
       const mkorRate = results.find((r) => r.factory.name === 'MKOR')?.learningRate;
       const middle = factory.learningRates[Math.floor(factory.learningRates.length / 2)] as number;
-      const best = sweep.reduce<{ learningRate: number; finalLoss: number } | null>((b, s) => (b === null || s.finalLoss < b.finalLoss ? s : b), null);
+      const best = sweep.reduce<SweepPoint | null>((b, s) => (b === null || s.finalLoss < b.finalLoss ? s : b), null);
       const learningRate = factory.name === 'MKOR-H' && mkorRate !== undefined ? mkorRate : (best?.learningRate ?? middle);
       const runs = context.seeds.map((seed) =>
         trainRun(task, factory, learningRate, seed, steps, {}, () => bar.tick(`${task.name} ${factory.name} seed ${seed}`)),
@@ -79,16 +114,17 @@ export async function runConvergence(context: SuiteContext, tasks = convergenceT
 }
 
 function publishConvergence(context: SuiteContext, task: Task, section: string): void {
-  const factories = context.registry.factories;
+  const factories = context.optimizers;
   const optimizers = markdownTable(
-    ['optimizer', 'configuration', 'learning-rate sweep'],
+    ['optimizer', 'configuration', 'listed learning rates'],
     factories.map((f) => [f.name, f.description, f.name === 'MKOR-H' ? 'uses MKOR’s tuned rate' : f.learningRates.join(', ')]),
   );
   context.publish(
     `convergence-${task.name}`,
     `convergence on the ${task.name}: steps and wall time to a target, final test metric`,
     `Each optimizer's learning rate is swept on seed 0 (criterion: the mean training loss over the
-last fifth of the run, lowest wins; a diverged run loses), then trained with the chosen rate on
+last fifth of the run, lowest wins; a diverged run loses) over the listed rates and, while the best
+is the smallest or largest tried, up to ${MAX_SWEEP_EXTENSIONS} more a grid step beyond it; then trained with the chosen rate on
 seeds ${context.seeds.join(', ')} (the seed sets the initial weights and the data order). "Steps to
 target": the first step at which the mean training loss of the last 10 steps is at or below the
 task's target; wall time counts forward, backward, the optimizer step and the loss read-back

@@ -75,7 +75,7 @@ export function measureStepCost(task: Task, factory: OptimizerFactory, learningR
 
 const SIZES = {
   smoke: { warmup: 1, steps: 2, batches: [16, 64], repeats: 1 },
-  modest: { warmup: 3, steps: 20, batches: [32, 128, 512, 2048], repeats: 2 },
+  modest: { warmup: 3, steps: 20, batches: [32, 128, 512, 2048, 4096], repeats: 2 },
   full: { warmup: 5, steps: 50, batches: [32, 64, 128, 256, 512, 1024, 2048, 4096], repeats: 3 },
 } as const;
 
@@ -84,7 +84,7 @@ const LEARNING_RATES: Record<string, number> = { SGD: 0.03, LAMB: 0.01 };
 export async function runCostBreakdown(context: SuiteContext): Promise<void> {
   const size = SIZES[context.size];
   // MKOR-H costs what MKOR costs until it switches and what Adam costs after: not measured apart.
-  const factories = context.registry.factories.filter((f) => f.name !== 'MKOR-H');
+  const factories = context.optimizers.filter((f) => f.name !== 'MKOR-H');
   const tasks = convergenceTasks(context);
   const lamb = factories.find((f) => f.name === 'LAMB') as OptimizerFactory;
   const mkor = factories.find((f) => f.name === 'MKOR') as OptimizerFactory;

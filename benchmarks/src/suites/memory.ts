@@ -53,7 +53,7 @@ const mib = (bytes: number): string => formatNumber(bytes / 2 ** 20);
 
 export async function runMemory(context: SuiteContext): Promise<void> {
   const tasks = convergenceTasks(context);
-  const variants: { factory: OptimizerFactory; label: string; options: FactoryOptions }[] = context.registry.factories
+  const variants: { factory: OptimizerFactory; label: string; options: FactoryOptions }[] = context.optimizers
     .filter((f) => f.name !== 'MKOR-H')
     .flatMap((factory) =>
       factory.name === 'MKOR'

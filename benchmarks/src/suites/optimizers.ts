@@ -3,12 +3,13 @@
  * learning-rate sweep and how to build a `tf.Optimizer` for a model (or capture registry).
  * First-order baselines are the `@mkor/first-order` transforms wrapped by `TransformOptimizer`
  * (tfjs has no LAMB, and the same code is MKOR's backend, so the comparison is like for like).
- * KFAC and Eva come from `@mkor/kfac` and `@mkor/eva`, loaded at run time: when a package does
- * not (yet) export its optimizer the suites say so and go on without it.
+ * KFAC and Eva are `@mkor/kfac`'s and `@mkor/eva`'s optimizers, built from the same parts.
  */
 import { TransformOptimizer } from '@mkor/core';
+import { EvaOptimizer } from '@mkor/eva';
 import { adam, lamb, sgd } from '@mkor/first-order';
 import { lossRateRule } from '@mkor/hybrid-switch';
+import { KfacOptimizer } from '@mkor/kfac';
 import { MkorOptimizer } from '@mkor/mkor';
 import type * as tf from '@tensorflow/tfjs-core';
 
@@ -71,90 +72,48 @@ const firstOrder: OptimizerFactory[] = [
   },
 ];
 
-const mkorFactories: OptimizerFactory[] = [
-  {
-    name: 'MKOR',
+/** MKOR with the suites' settings; `hybrid` makes it MKOR-H. */
+function mkorFactory(name: string, description: string, hybrid: boolean): OptimizerFactory {
+  return {
+    name,
     secondOrder: true,
     needsCovariance: false,
-    description: `MKOR (library defaults: 'exact' form, stabiliser, Frobenius rescale), Adam backend, f = ${DEFAULT_FACTOR_INTERVAL}`,
+    description,
     learningRates: ADAM_RATES,
     create: (target, learningRate, options = {}) =>
       new MkorOptimizer(target, {
         backend: adam({ learningRate }),
         factorUpdateInterval: options.factorInterval ?? DEFAULT_FACTOR_INTERVAL,
         factorPrecision: options.factorPrecision ?? 'float32',
+        ...(hybrid ? { hybrid: { rule: lossRateRule(MKOR_H_RULE) } } : {}),
       }),
-  },
+  };
+}
+
+const secondOrder: OptimizerFactory[] = [
   {
-    name: 'MKOR-H',
+    name: 'KFAC',
     secondOrder: true,
-    needsCovariance: false,
-    description: `MKOR-H: MKOR as above, switching to its Adam backend by \`lossRateRule(${JSON.stringify(MKOR_H_RULE)})\``,
+    needsCovariance: true,
+    description: 'KFAC (`@mkor/kfac` defaults: damping, EMA factors, exact damped inverses), Adam backend, inverses every f = 10 steps',
     learningRates: ADAM_RATES,
     create: (target, learningRate, options = {}) =>
-      new MkorOptimizer(target, {
-        backend: adam({ learningRate }),
-        factorUpdateInterval: options.factorInterval ?? DEFAULT_FACTOR_INTERVAL,
-        factorPrecision: options.factorPrecision ?? 'float32',
-        hybrid: { rule: lossRateRule(MKOR_H_RULE) },
-      }),
+      new KfacOptimizer(target, { backend: adam({ learningRate }), learningRate, inverseInterval: options.factorInterval ?? DEFAULT_FACTOR_INTERVAL }),
   },
+  {
+    name: 'Eva',
+    secondOrder: true,
+    needsCovariance: false,
+    description: 'Eva (`@mkor/eva` defaults: damping, EMA of the rank-1 vectors), Adam backend',
+    learningRates: ADAM_RATES,
+    create: (target, learningRate) => new EvaOptimizer(target, { backend: adam({ learningRate }), learningRate }),
+  },
+  mkorFactory('MKOR', `MKOR (library defaults: 'exact' form, stabiliser, Frobenius rescale), Adam backend, f = ${DEFAULT_FACTOR_INTERVAL}`, false),
+  mkorFactory('MKOR-H', `MKOR-H: MKOR as above, switching to its Adam backend by \`lossRateRule(${JSON.stringify(MKOR_H_RULE)})\``, true),
 ];
 
-/** A constructor `new (model, options)` as `@mkor/kfac` and `@mkor/eva` export them. */
-type OptimizerClass = new (target: OptimizerTarget, options: Record<string, unknown>) => tf.Optimizer;
-
-/** Loads an optional package's optimizer class; null (with the reason) when it is not available. */
-async function optionalClass(packageName: string, exportName: string): Promise<{ value: OptimizerClass | null; reason: string }> {
-  try {
-    const module = (await import(packageName)) as Record<string, unknown>;
-    const value = module[exportName];
-    if (typeof value === 'function') return { value: value as OptimizerClass, reason: '' };
-    return { value: null, reason: `${packageName} does not export ${exportName}` };
-  } catch (error) {
-    return { value: null, reason: `${packageName} could not be loaded (${(error as Error).message.split('\n')[0]})` };
-  }
-}
-
-/** The registry: every optimizer available in this checkout, and the ones left out with why. */
-export interface OptimizerRegistry {
-  readonly factories: readonly OptimizerFactory[];
-  readonly missing: readonly string[];
-}
-
-/** Builds the registry, loading `@mkor/kfac` and `@mkor/eva` when they export their optimizers. */
-export async function loadOptimizers(): Promise<OptimizerRegistry> {
-  const missing: string[] = [];
-  const secondOrder: OptimizerFactory[] = [];
-  const kfac = await optionalClass('@mkor/kfac', 'KfacOptimizer');
-  if (kfac.value === null) missing.push(`KFAC: ${kfac.reason}`);
-  else {
-    const Kfac = kfac.value;
-    secondOrder.push({
-      name: 'KFAC',
-      secondOrder: true,
-      needsCovariance: true,
-      description: 'KFAC (`@mkor/kfac` defaults: damping, EMA factors, exact damped inverses), Adam backend, inverses every f = 10 steps',
-      learningRates: ADAM_RATES,
-      create: (target, learningRate, options = {}) =>
-        new Kfac(target, { backend: adam({ learningRate }), learningRate, inverseInterval: options.factorInterval ?? DEFAULT_FACTOR_INTERVAL }),
-    });
-  }
-  const eva = await optionalClass('@mkor/eva', 'EvaOptimizer');
-  if (eva.value === null) missing.push(`Eva: ${eva.reason}`);
-  else {
-    const Eva = eva.value;
-    secondOrder.push({
-      name: 'Eva',
-      secondOrder: true,
-      needsCovariance: false,
-      description: 'Eva (`@mkor/eva` defaults: damping, EMA of the rank-1 vectors), Adam backend',
-      learningRates: ADAM_RATES,
-      create: (target, learningRate) => new Eva(target, { backend: adam({ learningRate }), learningRate }),
-    });
-  }
-  return { factories: [...firstOrder, ...secondOrder, ...mkorFactories], missing };
-}
+/** Every optimizer of the comparison, first-order baselines first. */
+export const OPTIMIZERS: readonly OptimizerFactory[] = [...firstOrder, ...secondOrder];
 
 /** Factor and preconditioning milliseconds of the latest step, when the optimizer reports them. */
 export function stepCostMetrics(optimizer: tf.Optimizer): { factorMs: number; preconditionMs: number } | null {

@@ -56,7 +56,7 @@ const BINS = [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0000001];
 
 export async function runRank1Error(context: SuiteContext): Promise<void> {
   const size = SIZES[context.size];
-  const mkor = context.registry.factories.find((f) => f.name === 'MKOR') as OptimizerFactory;
+  const mkor = context.optimizers.find((f) => f.name === 'MKOR') as OptimizerFactory;
   const tasks = [mlpTask(context.taskSizes), autoencoderTask(context.taskSizes)];
   await context.useBackend('wasm');
   const bar = context.progress('rank1-error', tasks.length * size.steps);

@@ -134,6 +134,50 @@ function sequentialDenseRows(model: tfl.Sequential, x: tf.Tensor2D, lossOf: (out
   return rows;
 }
 
+const crossEntropy = (labels: tf.Tensor2D) => (logits: tf.Tensor) => tf.losses.softmaxCrossEntropy(labels, logits) as tf.Scalar;
+
+/**
+ * A Fashion-MNIST classifier's instance: softmax cross-entropy on seeded batches, test accuracy
+ * on the test split; `flatten` feeds `[batch, 784]` rows instead of `[batch, 28, 28, 1]` images.
+ */
+function classifierInstance(model: tfl.Sequential, sizes: TaskSizes, batchSize: number, seed: number, flatten: boolean): TaskInstance {
+  const data = images(sizes);
+  const batches = imageBatches(data.train, batchSize, seed, flatten);
+  const testShape = flatten ? [data.test.count, 784] : [data.test.count, 28, 28, 1];
+  const test = { x: tf.tensor(data.test.images, testShape), y: oneHot(data.test.labels) };
+  const instance: TaskInstance = {
+    target: model,
+    variables: model.trainableWeights.map((w) => w.read() as tf.Variable),
+    loss(step) {
+      const { x, labels } = batches(step);
+      return crossEntropy(oneHot(labels))(model.apply(x, { training: true }) as tf.Tensor);
+    },
+    evaluate() {
+      return tf.tidy(() => {
+        const logits = model.predict(test.x) as tf.Tensor2D;
+        const loss = crossEntropy(test.y)(logits).dataSync()[0] as number;
+        const correct = tf.mean(tf.cast(tf.equal(tf.argMax(logits, 1), tf.argMax(test.y, 1)), 'float32')).dataSync()[0] as number;
+        return { loss, metric: correct };
+      });
+    },
+    dispose() {
+      tf.dispose([test.x, test.y]);
+      model.dispose();
+    },
+  };
+  if (!flatten) return instance;
+  return {
+    ...instance,
+    denseRows(step) {
+      const { x, labels } = batches(step);
+      const y = oneHot(labels);
+      const rows = sequentialDenseRows(model, x as tf.Tensor2D, crossEntropy(y));
+      tf.dispose([x, y]);
+      return rows;
+    },
+  };
+}
+
 /** Fashion-MNIST MLP classifier 784 → h → h → 10 (ReLU), softmax cross-entropy; metric test accuracy. */
 export function mlpTask(sizes: TaskSizes, batchSize = sizes.batchSize): Task {
   const hidden = sizes.mlpHidden;
@@ -146,7 +190,6 @@ export function mlpTask(sizes: TaskSizes, batchSize = sizes.batchSize): Task {
     targetLoss: 0.6,
     batchSize,
     create(seed) {
-      const data = images(sizes);
       const init = (offset: number) => tfl.initializers.glorotUniform({ seed: seed * 10 + offset });
       const model = tfl.sequential({
         layers: [
@@ -155,37 +198,7 @@ export function mlpTask(sizes: TaskSizes, batchSize = sizes.batchSize): Task {
           tfl.layers.dense({ units: 10, kernelInitializer: init(3) }),
         ],
       });
-      const batches = imageBatches(data.train, batchSize, seed, true);
-      const test = { x: tf.tensor2d(data.test.images, [data.test.count, 784]), y: oneHot(data.test.labels) };
-      const lossOf = (labels: tf.Tensor2D) => (logits: tf.Tensor) => tf.losses.softmaxCrossEntropy(labels, logits) as tf.Scalar;
-      return {
-        target: model,
-        variables: model.trainableWeights.map((w) => w.read() as tf.Variable),
-        loss(step) {
-          const { x, labels } = batches(step);
-          const y = oneHot(labels);
-          return lossOf(y)(model.apply(x, { training: true }) as tf.Tensor);
-        },
-        evaluate() {
-          return tf.tidy(() => {
-            const logits = model.predict(test.x) as tf.Tensor2D;
-            const loss = lossOf(test.y)(logits).dataSync()[0] as number;
-            const correct = tf.mean(tf.cast(tf.equal(tf.argMax(logits, 1), tf.argMax(test.y, 1)), 'float32')).dataSync()[0] as number;
-            return { loss, metric: correct };
-          });
-        },
-        denseRows(step) {
-          const { x, labels } = batches(step);
-          const y = oneHot(labels);
-          const rows = sequentialDenseRows(model, x as tf.Tensor2D, lossOf(y));
-          tf.dispose([x, y]);
-          return rows;
-        },
-        dispose() {
-          tf.dispose([test.x, test.y]);
-          model.dispose();
-        },
-      };
+      return classifierInstance(model, sizes, batchSize, seed, true);
     },
   };
 }
@@ -253,7 +266,6 @@ export function cnnTask(sizes: TaskSizes): Task {
     targetLoss: 0.8,
     batchSize,
     create(seed) {
-      const data = images(sizes);
       const init = (offset: number) => tfl.initializers.glorotUniform({ seed: seed * 10 + offset });
       const model = tfl.sequential({
         layers: [
@@ -263,29 +275,7 @@ export function cnnTask(sizes: TaskSizes): Task {
           tfl.layers.dense({ units: 10, kernelInitializer: init(3) }),
         ],
       });
-      const batches = imageBatches(data.train, batchSize, seed, false);
-      const test = { x: tf.tensor4d(data.test.images, [data.test.count, 28, 28, 1]), y: oneHot(data.test.labels) };
-      return {
-        target: model,
-        variables: model.trainableWeights.map((w) => w.read() as tf.Variable),
-        loss(step) {
-          const { x, labels } = batches(step);
-          const y = oneHot(labels);
-          return tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar;
-        },
-        evaluate() {
-          return tf.tidy(() => {
-            const logits = model.predict(test.x) as tf.Tensor2D;
-            const loss = tf.losses.softmaxCrossEntropy(test.y, logits).dataSync()[0] as number;
-            const correct = tf.mean(tf.cast(tf.equal(tf.argMax(logits, 1), tf.argMax(test.y, 1)), 'float32')).dataSync()[0] as number;
-            return { loss, metric: correct };
-          });
-        },
-        dispose() {
-          tf.dispose([test.x, test.y]);
-          model.dispose();
-        },
-      };
+      return classifierInstance(model, sizes, batchSize, seed, false);
     },
   };
 }

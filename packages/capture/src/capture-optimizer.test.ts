@@ -64,6 +64,23 @@ describe('CaptureOptimizer', () => {
     net.dispose();
   });
 
+  it('reports the config it was given through getConfig, as a copy ({} without one)', () => {
+    const net = model();
+    const before = tf.memory().numTensors;
+    const plain = new CaptureOptimizer(net, {}, () => recordingDescent([]));
+    expect(plain.getConfig()).toEqual({});
+    plain.dispose();
+    const config = { gamma: 0.95, backend: 'adam', maxDim: null };
+    const configured = new CaptureOptimizer(net, {}, () => recordingDescent([]), { statePrefix: 'recording', config });
+    const reported = configured.getConfig();
+    expect(reported).toEqual(config);
+    reported.gamma = 0.5;
+    expect(configured.getConfig()).toEqual(config);
+    configured.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    net.dispose();
+  });
+
   it('undoes its preparation when the transform cannot be built', () => {
     const net = model();
     expect(() => new CaptureOptimizer(net, {}, () => {

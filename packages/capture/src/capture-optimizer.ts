@@ -1,4 +1,5 @@
 import { type Transform, TransformOptimizer, type TransformOptimizerOptions, type UpdateContext } from '@mkor/core';
+import type * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 
 import { type PrepareModelOptions, prepareModel } from './prepare-model';
@@ -10,6 +11,15 @@ export type PreparableModel = LayersModel;
 /** The statistics a step receives in `context.extras.statistics`, keyed by layer name. */
 export type StatisticsByLayer = Readonly<Record<string, LayerStatistics | undefined>>;
 
+/** Options of {@link CaptureOptimizer}: the adapter's, and what `getConfig` reports. */
+export interface CaptureOptimizerOptions extends TransformOptimizerOptions {
+  /**
+   * The optimizer's hyperparameters as `getConfig` reports them (resolved, with what is not
+   * serialisable, such as a backend transform, named instead). Default `{}`.
+   */
+  readonly config?: tf.serialization.ConfigDict;
+}
+
 /** Whether `target` is a capture registry (from `prepareModel` or `createCapture`) rather than a model. */
 export function isCaptureRegistry(target: unknown): target is CaptureRegistry {
   return typeof target === 'object' && target !== null && 'secondOrder' in target && 'statistics' in target;
@@ -19,7 +29,8 @@ export function isCaptureRegistry(target: unknown): target is CaptureRegistry {
  * The base of every second-order `tf.Optimizer` that reads captured statistics (MKOR, KFAC,
  * Eva): a {@link TransformOptimizer} that owns or borrows a {@link CaptureRegistry} and hands
  * the latest statistics of every second-order layer to each step as
- * `context.extras.statistics` ({@link StatisticsByLayer}).
+ * `context.extras.statistics` ({@link StatisticsByLayer}), and reports the hyperparameters it
+ * was given as `config` ({@link CaptureOptimizerOptions}) through `getConfig`.
  *
  * - Given a model, it prepares it with {@link prepareModel} (with `prepareOptions`) and, on
  *   `dispose`, undoes the preparation and frees the statistics.
@@ -42,12 +53,14 @@ export class CaptureOptimizer<S> extends TransformOptimizer<S> {
   readonly capture: CaptureRegistry;
   /** Whether this optimizer prepared the model itself (and so undoes that on dispose). */
   private readonly ownsCapture: boolean;
+  /** What {@link getConfig} reports. */
+  private readonly config: tf.serialization.ConfigDict;
 
   constructor(
     target: PreparableModel | CaptureRegistry,
     prepareOptions: PrepareModelOptions,
     createTransform: (capture: CaptureRegistry) => Transform<S>,
-    adapterOptions: TransformOptimizerOptions = {},
+    adapterOptions: CaptureOptimizerOptions = {},
   ) {
     const borrowed = isCaptureRegistry(target);
     const capture = borrowed ? target : prepareModel(target, prepareOptions);
@@ -58,9 +71,16 @@ export class CaptureOptimizer<S> extends TransformOptimizer<S> {
       if (!borrowed) capture.release();
       throw error;
     }
-    super(transform, adapterOptions);
+    const { config = {}, ...transformOptimizerOptions } = adapterOptions;
+    super(transform, transformOptimizerOptions);
     this.capture = capture;
     this.ownsCapture = !borrowed;
+    this.config = config;
+  }
+
+  /** The hyperparameters given as `config` to the constructor (a copy; `{}` when none were). */
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...this.config };
   }
 
   /** Hands the latest captured statistics of every second-order layer to the step. */

@@ -1,28 +1,10 @@
-import { affine64, im2col64, matrix, maxAbs, preActivationGradient64, secondMoment64 } from '@mkor/testing';
+import { affine64, expectCloseTo64 as expectClose, im2col64, matrix, maxAbs, preActivationGradient64, secondMoment64, seededTensor } from '@mkor/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
 
 import { createCapture } from './create-capture';
 import { prepareModel } from './prepare-model';
-
-/** Deterministic values in [-1, 1) (a linear congruential generator), so failures reproduce. */
-function seeded(count: number, seed: number): Float32Array {
-  let state = seed >>> 0;
-  return Float32Array.from({ length: count }, () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 2 ** 31 - 1;
-  });
-}
-const seededTensor = (shape: number[], seed: number): tf.Tensor => tf.tensor(seeded(shape.reduce((p, s) => p * s, 1), seed), shape);
-
-/** `max |actual − expected| ≤ tolerance · scale`, entry by entry in row-major order. */
-function expectClose(actual: tf.Tensor, expected: Float64Array, tolerance: number, scale: number): void {
-  expect(actual.size).toBe(expected.length);
-  const values = actual.dataSync();
-  const worst = Math.max(0, ...Array.from(expected, (e, i) => Math.abs((values[i] as number) - e)));
-  expect(worst).toBeLessThanOrEqual(tolerance * scale);
-}
 
 /**
  * `(1/n) Σ xᵢxᵢᵀ` in float32 sums n products of entries whose own rounding (the affine part and

@@ -12,7 +12,7 @@ export type { Layer, PrepareModelOptions } from './prepare-model';
 export { createCapture } from './create-capture';
 export type { CaptureConv2dOptions, CreateCaptureOptions, ModelCapture } from './create-capture';
 export { CaptureOptimizer, isCaptureRegistry } from './capture-optimizer';
-export type { PreparableModel, StatisticsByLayer } from './capture-optimizer';
+export type { CaptureOptimizerOptions, PreparableModel, StatisticsByLayer } from './capture-optimizer';
 export { DEFAULT_MAX_DIM } from './registry';
 export type {
   CaptureRegistry,

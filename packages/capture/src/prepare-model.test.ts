@@ -8,6 +8,7 @@ import {
   maxAbs,
   preActivationGradient64,
   rowMean64,
+  seeded,
   transpose,
 } from '@mkor/testing';
 import * as tf from '@tensorflow/tfjs-core';
@@ -16,15 +17,6 @@ import { describe, expect, it, vi } from 'vitest';
 
 import { prepareModel } from './prepare-model';
 import type { CaptureRegistry } from './types';
-
-/** Deterministic values in [-1, 1) (a linear congruential generator), so failures reproduce. */
-function seeded(count: number, seed: number): Float32Array {
-  let state = seed >>> 0;
-  return Float32Array.from({ length: count }, () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 2 ** 31 - 1;
-  });
-}
 
 function seededTensor(shape: number[], seed: number): tf.Tensor {
   return tf.tensor(seeded(shape.reduce((p, s) => p * s, 1), seed), shape);

@@ -20,6 +20,7 @@ export {
   checkVector,
 } from './validation';
 export type { NumberBounds } from './validation';
+export { selectByScalar } from './select';
 export { skipNonFinite } from './guard';
 export type { SkipNonFiniteState } from './guard';
 export { flattenState, restoreState } from './state-io';

@@ -2,13 +2,21 @@ import type { LayerStatistics, SecondOrderLayer } from '@mkor/capture';
 import { applyTransform, tensorsIn } from '@mkor/core';
 import { sgd } from '@mkor/first-order';
 import {
+  FIXTURE_LAYERS,
+  FIXTURE_ROWS as ROWS,
+  FIXTURE_SAMPLES as SAMPLES,
   type Matrix64,
   evaPrecondition64,
+  expectStepTimings,
+  fixtureGradients as gradientsOf,
+  forEachFixtureStep,
   frobeniusNorm,
+  gradientMatrix64,
   klClipFactor64,
   kroneckerSolve64,
   matrix,
   scale,
+  seeded,
 } from '@mkor/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
@@ -16,15 +24,6 @@ import { describe, expect, it } from 'vitest';
 
 import { eva } from './eva';
 import { type EvaOptions, type EvaPreconditionerState, evaPrecondition, evaPreconditioner } from './preconditioner';
-
-/** Deterministic values in [-1, 1) (a linear congruential generator), so failures reproduce. */
-function seeded(count: number, seed: number): Float32Array {
-  let state = seed >>> 0;
-  return Float32Array.from({ length: count }, () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 2 ** 31 - 1;
-  });
-}
 
 const U = 2 ** -24;
 
@@ -79,30 +78,10 @@ describe('evaPrecondition: the Sherman–Morrison closed form', () => {
   });
 });
 
-const LAYERS: SecondOrderLayer[] = [
-  { name: 'dense', kind: 'dense', kernelName: 'dense/kernel', biasName: 'dense/bias', inputDim: 4, outputDim: 3, kernelShape: [4, 3] },
-  { name: 'conv', kind: 'conv2d', kernelName: 'conv/kernel', inputDim: 6, outputDim: 2, kernelShape: [2, 1, 3, 2] },
-];
-const ROWS = 8;
-const SAMPLES = 2;
+const LAYERS: readonly SecondOrderLayer[] = FIXTURE_LAYERS;
 
 function statisticsOf(layer: SecondOrderLayer, step: number, seed: number): LayerStatistics {
   return { a: tf.tensor1d(seeded(layer.inputDim, seed)), g: tf.tensor1d(seeded(layer.outputDim, seed + 1)), rows: ROWS, samples: SAMPLES, step };
-}
-
-function gradientsOf(seed: number): Record<string, tf.Tensor> {
-  return {
-    'dense/kernel': tf.tensor(seeded(12, seed), [4, 3]),
-    'dense/bias': tf.tensor(seeded(3, seed + 1), [3]),
-    'conv/kernel': tf.tensor(seeded(12, seed + 2), [2, 1, 3, 2]),
-    other: tf.tensor(seeded(5, seed + 3), [5]),
-  };
-}
-
-function gradientMatrix64(layer: SecondOrderLayer, grads: Record<string, tf.Tensor>): Matrix64 {
-  const kernel = grads[layer.kernelName]!.dataSync();
-  const bias = layer.biasName === undefined ? [] : Array.from(grads[layer.biasName]!.dataSync());
-  return matrix(layer.inputDim + (bias.length > 0 ? 1 : 0), layer.outputDim, [...kernel, ...bias]);
 }
 
 const cases: { title: string; options: EvaOptions }[] = [
@@ -119,9 +98,7 @@ describe('evaPreconditioner against a float64 mirror', () => {
     const transform = evaPreconditioner(LAYERS, options);
     let state = transform.init({});
     const averages = new Map<string, { a: Float64Array; g: Float64Array }>();
-    for (let step = 0; step < 5; step++) {
-      const statistics = Object.fromEntries(LAYERS.map((layer, i) => [layer.name, statisticsOf(layer, step + 1, 100 * step + 10 * i)]));
-      const grads = gradientsOf(1000 + step);
+    forEachFixtureStep(5, statisticsOf, (step, statistics, grads) => {
       const result = applyTransform(transform, grads, state, { extras: { statistics } });
       state = result.state;
       const pairs: { layer: SecondOrderLayer; update: Matrix64; gradient: Matrix64 }[] = [];
@@ -149,11 +126,11 @@ describe('evaPreconditioner against a float64 mirror', () => {
         const tolerance = factor * closedFormTolerance(expected.rows, expected.cols, frobeniusNorm(gradient), damping) + 64 * U * frobeniusNorm(expected);
         expect(maxDifference(actual, expected)).toBeLessThan(tolerance);
       }
-      expect(result.updates.other).toBe(grads.other);
-      tf.dispose(Object.values(result.updates).filter((u) => !Object.values(grads).includes(u)));
-      tf.dispose(Object.values(grads));
-      Object.values(statistics).forEach((s) => tf.dispose([s.a, s.g]));
-    }
+      const metrics = (state as EvaPreconditionerState).metrics!;
+      expect(metrics.step).toBe(step);
+      expectStepTimings(metrics);
+      return result.updates;
+    });
     expect((state as EvaPreconditionerState).metrics?.step).toBe(4);
     tf.dispose(tensorsIn(state));
     expect(tf.memory().numTensors).toBe(before);

@@ -1,22 +1,11 @@
 import type { LayerStatistics, SecondOrderLayer, StatisticsByLayer } from '@mkor/capture';
-import { type TensorMap, type Transform, checkNumber, checkOneOf } from '@mkor/core';
-import {
-  type LayerSource,
-  type ResolvedUpdateScaling,
-  type UpdateScalingOptions,
-  checkStatistics,
-  foldedInputSize,
-  layerGradientMatrix,
-  lazyLayers,
-  outputGradientCount,
-  resolveUpdateScaling,
-  scaleUpdates,
-  splitLayerUpdate,
-} from '@mkor/kfac';
+import { type TensorMap, type Transform, checkNumber } from '@mkor/core';
+import type { LayerSource, ResolvedSecondOrderOptions, SecondOrderOptions, SecondOrderStepMetrics } from '@mkor/kfac';
+import { checkStatistics, foldedInputSize, lazyLayers, outputGradientCount, preconditionLayers, resolveSecondOrderOptions } from '@mkor/kfac';
 import * as tf from '@tensorflow/tfjs-core';
 
 /** Hyperparameters of the Eva preconditioner; every field has a default. */
-export interface EvaOptions extends UpdateScalingOptions {
+export interface EvaOptions extends SecondOrderOptions {
   /** Momentum γ ∈ (0, 1) of the vectors: `ā ← γā + (1−γ)a`, `ḡ ← γḡ + (1−γ)g`. Default 0.95. */
   readonly gamma?: number;
   /** Damping λ > 0 of `(āāᵀ ⊗ ḡḡᵀ + λI)⁻¹`. Default 0.03. */
@@ -31,22 +20,15 @@ export interface EvaOptions extends UpdateScalingOptions {
 }
 
 /** {@link EvaOptions} checked, with defaults. */
-export interface ResolvedEvaOptions extends ResolvedUpdateScaling {
-  readonly gamma: number;
+export interface ResolvedEvaOptions extends ResolvedSecondOrderOptions {
   readonly damping: number;
-  readonly gradientScale: 'mean' | 'sum';
-  readonly collectMetrics: boolean;
 }
 
 /** Checks Eva's options and fills in the defaults; errors name `where`. */
 export function resolveEvaOptions(options: EvaOptions = {}, where = 'evaPreconditioner'): ResolvedEvaOptions {
-  if (options === null || typeof options !== 'object') throw new TypeError(`${where}: options must be an object, got ${String(options)}`);
   return {
-    ...resolveUpdateScaling(where, options),
-    gamma: checkNumber(where, 'gamma', options.gamma ?? 0.95, { min: 0, max: 1, minExclusive: true, maxExclusive: true }),
+    ...resolveSecondOrderOptions(where, options),
     damping: checkNumber(where, 'damping', options.damping ?? 0.03, { min: 0, minExclusive: true }),
-    gradientScale: checkOneOf(where, 'gradientScale', options.gradientScale ?? 'sum', ['mean', 'sum'] as const),
-    collectMetrics: options.collectMetrics ?? true,
   };
 }
 
@@ -60,12 +42,13 @@ export interface EvaLayerState {
   readonly statisticsStep: number;
 }
 
-/** What happened on the latest step, for logging. */
-export interface EvaStepMetrics {
-  readonly step: number;
-  /** The factor each layer's update was scaled by (ν of the KL-clip, or the rescale factor); empty with `scaling: 'none'`. */
-  readonly scaleFactors: Readonly<Record<string, number>>;
-}
+/**
+ * What happened on the latest step, for logging: the step, the scale factors and the timings
+ * (`factorMs`: the moving averages of the rank-1 vectors; `preconditionMs`: the closed-form
+ * preconditioning, the KL-clip or rescale and the read-back). See `SecondOrderStepMetrics` of
+ * `@mkor/kfac`.
+ */
+export type EvaStepMetrics = SecondOrderStepMetrics;
 
 /** The state of {@link evaPreconditioner}. */
 export interface EvaPreconditionerState {
@@ -136,6 +119,7 @@ export function evaPreconditioner(layers: LayerSource, options: EvaOptions = {})
     update: (gradients: TensorMap, state, context) => {
       const list = layersOf();
       const statistics = (context?.extras?.statistics ?? {}) as StatisticsByLayer;
+      const factorStart = performance.now();
       const layerStates: Record<string, EvaLayerState> = { ...state.layers };
       for (const layer of list) {
         const s = statistics[layer.name];
@@ -155,27 +139,15 @@ export function evaPreconditioner(layers: LayerSource, options: EvaOptions = {})
           statisticsStep: s.step,
         };
       }
+      const factorMs = performance.now() - factorStart;
 
-      const used: SecondOrderLayer[] = [];
-      const pairs: { update: tf.Tensor2D; gradient: tf.Tensor2D }[] = [];
-      for (const layer of list) {
-        const gradient = layerGradientMatrix(WHERE, layer, gradients);
-        if (gradient === undefined) continue;
+      const preconditionStart = performance.now();
+      const { updates, scaleFactors } = preconditionLayers(WHERE, list, gradients, state.step, resolved, (layer, gradient) => {
         const v = layerStates[layer.name] as EvaLayerState;
-        used.push(layer);
-        pairs.push({ update: evaPrecondition(gradient, v.inputVector, v.outputVector, resolved.damping), gradient });
-      }
-      const scaled = scaleUpdates(resolved, state.step, WHERE, pairs);
-      const updates: Record<string, tf.Tensor> = { ...gradients };
-      used.forEach((layer, i) => Object.assign(updates, splitLayerUpdate(layer, scaled.updates[i] as tf.Tensor2D)));
-      const scaleRead =
-        resolved.collectMetrics && resolved.scaling !== 'none' && scaled.factors.length > 0 ? tf.stack(scaled.factors).dataSync() : undefined;
-      const metrics: EvaStepMetrics | null = resolved.collectMetrics
-        ? {
-            step: state.step,
-            scaleFactors: Object.fromEntries(scaleRead === undefined ? [] : used.map((layer, i) => [layer.name, scaleRead[i] as number])),
-          }
-        : null;
+        return evaPrecondition(gradient, v.inputVector, v.outputVector, resolved.damping);
+      });
+      const preconditionMs = performance.now() - preconditionStart;
+      const metrics: EvaStepMetrics | null = resolved.collectMetrics ? { step: state.step, scaleFactors, factorMs, preconditionMs } : null;
       return { updates, state: { step: state.step + 1, layers: layerStates, metrics } };
     },
   };

@@ -18,3 +18,5 @@ export type {
 export { adam, adamw, lamb, sgd } from './optimizers';
 export type { AdamOptions, AdamwOptions, LambOptions, Optimizer, SgdOptions } from './optimizers';
 export { applyUpdates } from './apply-updates';
+export { DEFAULT_LEARNING_RATE, resolveBackend } from './backend';
+export type { BackendOptions, ResolvedBackend } from './backend';

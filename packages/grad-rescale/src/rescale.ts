@@ -1,3 +1,4 @@
+import { selectByScalar } from '@mkor/core';
 import * as tf from '@tensorflow/tfjs-core';
 
 /** A layer's weight and optional bias: gradients `∇W, ∇b`, or preconditioned updates `ΔW, Δb`. */
@@ -62,12 +63,12 @@ function isAllFinite(x: tf.Tensor): tf.Tensor {
 
 /**
  * `ν·Δ` when `ν` is finite and positive; otherwise the raw gradient when every entry of it is
- * finite; otherwise zeros. Chosen on the backend with `tf.where` on scalars: no read-back.
+ * finite; otherwise zeros. Chosen on the backend with `selectByScalar`: no read-back.
  */
 function rescaleOrFallBack(update: tf.Tensor, gradient: tf.Tensor, factor: tf.Tensor, gradientFinite: tf.Tensor): tf.Tensor {
   const usable = tf.logicalAnd(tf.isFinite(factor), tf.greater(factor, 0));
-  const fallback = tf.where(gradientFinite, gradient, tf.zerosLike(gradient));
-  return tf.where(usable, tf.mul(update, factor), fallback);
+  const fallback = selectByScalar(gradientFinite, gradient, tf.zerosLike(gradient));
+  return selectByScalar(usable, tf.mul(update, factor), fallback);
 }
 
 /**
@@ -98,8 +99,8 @@ export function rescaleFactor(update: tf.Tensor, gradient: tf.Tensor): tf.Scalar
  * is all zeros or holds NaN/Inf (a preconditioner that broke down), or the ratio overflows — the
  * raw gradient is returned (the authors' code likewise skips preconditioning when `ν` is NaN);
  * when the gradient itself holds NaN/Inf, zeros are returned (a skipped step, like
- * `skipNonFinite` in `@mkor/core`). The choice is made on the backend with `tf.where` on
- * scalars, so nothing is read back.
+ * `skipNonFinite` in `@mkor/core`). The choice is made on the backend (`selectByScalar` of
+ * `@mkor/core`), so nothing is read back.
  *
  * @returns a new tensor of the gradient's shape; the inputs are not disposed.
  */

@@ -1,24 +1,35 @@
-import { CaptureOptimizer, type CaptureRegistry, type PreparableModel } from '@mkor/capture';
-import type { Transform } from '@mkor/core';
-import { adam } from '@mkor/first-order';
+import type { CaptureRegistry, PreparableModel } from '@mkor/capture';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { type KfacState, type KfacTransform, kfac } from './kfac';
-import { type KfacOptions, type KfacPreconditionerState, type KfacStepMetrics, resolveKfacOptions } from './preconditioner';
+import { kfac } from './kfac';
+import { type KfacOptions, type KfacPreconditionerState, type ResolvedKfacOptions, resolveKfacOptions } from './preconditioner';
+import { type SecondOrderMethod, SecondOrderOptimizer, type SecondOrderOptimizerOptions } from './second-order-optimizer';
 
-/** Options of {@link KfacOptimizer}. */
-export interface KfacOptimizerOptions extends KfacOptions {
-  /** The first-order backend as a transform from `@mkor/first-order`. Default `adam({ learningRate })`. */
-  readonly backend?: Transform<unknown>;
+/** Options of {@link KfacOptimizer}: KFAC's, the backend (default Adam) and `maxDim` (default 4096). */
+export interface KfacOptimizerOptions extends SecondOrderOptimizerOptions<KfacOptions> {
   /**
    * The learning rate: of the default Adam backend, and `lr` in the KL-clip unless
    * `learningRate` there is meant otherwise. Default 1e-3. With your own `backend`, set it to
    * that backend's learning rate.
    */
   readonly learningRate?: number;
-  /** Widest layer (inputs or outputs) preconditioned when a model is prepared. Default 4096. */
-  readonly maxDim?: number;
 }
+
+const KFAC_METHOD: SecondOrderMethod<KfacOptions, ResolvedKfacOptions, KfacPreconditionerState> = {
+  statePrefix: 'kfac',
+  covariance: true,
+  resolve: resolveKfacOptions,
+  compose: kfac,
+  config: ({ gamma, damping, factorUpdateInterval, inverseInterval, gradientScale, scaling, klClip }) => ({
+    gamma,
+    damping,
+    factorUpdateInterval,
+    inverseInterval,
+    gradientScale,
+    scaling,
+    klClip,
+  }),
+};
 
 /**
  * KFAC as a `tf.Optimizer` (`model.compile({ optimizer })` + `model.fit`, or
@@ -33,68 +44,24 @@ export interface KfacOptimizerOptions extends KfacOptions {
  * Given a model, it prepares it with `prepareModel(model, { covariance: true, maxDim })` and
  * undoes that on `dispose`; given a registry, it must have been made with `{ covariance: true }`.
  * The state (factors, inverses, backend moments) saves and restores through
- * `getWeights`/`setWeights`.
+ * `getWeights`/`setWeights`. `metrics` holds the latest step's (failed inversions, scale factors,
+ * timings); `getConfig` reports the resolved hyperparameters, the learning rate,
+ * `backend: 'adam' | 'custom'` and `maxDim` (see {@link SecondOrderOptimizer}).
  */
-export class KfacOptimizer extends CaptureOptimizer<KfacState> {
+export class KfacOptimizer extends SecondOrderOptimizer<KfacOptions, ResolvedKfacOptions, KfacPreconditionerState> {
   /** The name tfjs serialisation knows this class by. */
   static override get className(): string {
     return 'KfacOptimizer';
   }
 
-  private readonly options: KfacOptimizerOptions;
-  private readonly kfacTransform: KfacTransform;
-
   constructor(target: PreparableModel | CaptureRegistry, options: KfacOptimizerOptions = {}) {
-    const { backend, learningRate, maxDim, ...kfacOptions } = options;
-    if (learningRate !== undefined && !(typeof learningRate === 'number' && Number.isFinite(learningRate) && learningRate > 0)) {
-      throw new RangeError(`KfacOptimizer: learningRate must be a positive finite number, got ${String(learningRate)}`);
-    }
-    const preconditionerOptions: KfacOptions = { learningRate: learningRate ?? 1e-3, ...kfacOptions };
-    resolveKfacOptions(preconditionerOptions, 'KfacOptimizer');
-    super(
-      target,
-      { covariance: true, ...(maxDim === undefined ? {} : { maxDim }) },
-      (capture) =>
-        kfac({
-          ...preconditionerOptions,
-          layers: () => capture.secondOrder,
-          backend: backend ?? adam({ learningRate: learningRate ?? 1e-3 }),
-        }),
-      { statePrefix: 'kfac', checkpointExclude: (path) => path.endsWith('/metrics') },
-    );
-    this.options = options;
-    this.kfacTransform = this.transform as KfacTransform;
-  }
-
-  /** The latest step's metrics (failed inversions, scale factors), or null. */
-  get metrics(): KfacStepMetrics | null {
-    const state = this.currentState;
-    return state === undefined ? null : this.kfacTransform.metrics(state);
+    super(target, options, KFAC_METHOD);
   }
 
   /** Totals since the start: factor and inverse updates, failed inversions, rejected factors, skipped steps. */
   get totals(): KfacPreconditionerState['totals'] & { skippedSteps: number } {
-    const state = this.currentState;
-    const totals = state === undefined ? { factorUpdates: 0, inverseUpdates: 0, failedInversions: 0, rejectedFactors: 0 } : this.kfacTransform.preconditionerState(state).totals;
-    return { ...totals, skippedSteps: state?.skippedSteps ?? 0 };
-  }
-
-  /** The resolved KFAC hyperparameters (the backend transform and the model are not serialisable). */
-  override getConfig(): tf.serialization.ConfigDict {
-    const { backend, learningRate, maxDim, ...kfacOptions } = this.options;
-    const resolved = resolveKfacOptions({ learningRate: learningRate ?? 1e-3, ...kfacOptions }, 'KfacOptimizer');
-    return {
-      gamma: resolved.gamma,
-      damping: resolved.damping,
-      factorUpdateInterval: resolved.factorUpdateInterval,
-      inverseInterval: resolved.inverseInterval,
-      gradientScale: resolved.gradientScale,
-      scaling: resolved.scaling,
-      klClip: resolved.klClip,
-      learningRate: typeof resolved.learningRate === 'number' ? resolved.learningRate : 'schedule',
-      backend: backend === undefined ? 'adam' : 'custom',
-      maxDim: maxDim ?? null,
-    };
+    const totals = this.preconditionerState?.totals ?? { factorUpdates: 0, inverseUpdates: 0, failedInversions: 0, rejectedFactors: 0 };
+    return { ...totals, skippedSteps: this.skippedSteps };
   }
 }
 

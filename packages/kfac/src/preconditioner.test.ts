@@ -2,12 +2,19 @@ import type { LayerStatistics, SecondOrderLayer } from '@mkor/capture';
 import { applyTransform, tensorsIn } from '@mkor/core';
 import { sgd } from '@mkor/first-order';
 import {
+  FIXTURE_LAYERS,
+  FIXTURE_ROWS as ROWS,
+  FIXTURE_SAMPLES as SAMPLES,
   type Matrix64,
   combine,
   dampedInverse64,
+  expectStepTimings,
+  fixtureGradients as gradientsOf,
+  forEachFixtureStep,
   foldBias64,
   fromTensor,
   frobeniusNorm,
+  gradientMatrix64,
   identity,
   inverse,
   kfacPrecondition64,
@@ -17,6 +24,7 @@ import {
   rowMean64,
   scale,
   secondMoment64,
+  seeded,
 } from '@mkor/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
@@ -24,23 +32,8 @@ import { describe, expect, it } from 'vitest';
 import { kfac } from './kfac';
 import { type KfacOptions, type KfacPreconditionerState, kfacPreconditioner } from './preconditioner';
 
-/** Deterministic values in [-1, 1) (a linear congruential generator), so failures reproduce. */
-function seeded(count: number, seed: number): Float32Array {
-  let state = seed >>> 0;
-  return Float32Array.from({ length: count }, () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 2 ** 31 - 1;
-  });
-}
-
 const U = 2 ** -24;
-
-const LAYERS: SecondOrderLayer[] = [
-  { name: 'dense', kind: 'dense', kernelName: 'dense/kernel', biasName: 'dense/bias', inputDim: 4, outputDim: 3, kernelShape: [4, 3] },
-  { name: 'conv', kind: 'conv2d', kernelName: 'conv/kernel', inputDim: 6, outputDim: 2, kernelShape: [2, 1, 3, 2] },
-];
-const ROWS = 8;
-const SAMPLES = 2;
+const LAYERS: readonly SecondOrderLayer[] = FIXTURE_LAYERS;
 
 /** One step's statistics of a layer from seeded rows, as float32 tensors (what a capture hands over). */
 function statisticsOf(layer: SecondOrderLayer, step: number, seed: number): LayerStatistics {
@@ -58,22 +51,6 @@ function statisticsOf(layer: SecondOrderLayer, step: number, seed: number): Laye
 
 function disposeStatistics(s: LayerStatistics): void {
   tf.dispose([s.a, s.g, ...(s.covariance === undefined ? [] : [s.covariance.a, s.covariance.g])]);
-}
-
-function gradientsOf(seed: number): Record<string, tf.Tensor> {
-  return {
-    'dense/kernel': tf.tensor(seeded(12, seed), [4, 3]),
-    'dense/bias': tf.tensor(seeded(3, seed + 1), [3]),
-    'conv/kernel': tf.tensor(seeded(12, seed + 2), [2, 1, 3, 2]),
-    other: tf.tensor(seeded(5, seed + 3), [5]),
-  };
-}
-
-/** `[∇K; ∇b]` in float64 from the float32 gradients. */
-function gradientMatrix64(layer: SecondOrderLayer, grads: Record<string, tf.Tensor>): Matrix64 {
-  const kernel = grads[layer.kernelName]!.dataSync();
-  const bias = layer.biasName === undefined ? [] : Array.from(grads[layer.biasName]!.dataSync());
-  return matrix(layer.inputDim + (bias.length > 0 ? 1 : 0), layer.outputDim, [...kernel, ...bias]);
 }
 
 /** An upper bound of the 2-norm condition number of `F + λI`: `‖F + λI‖_F ‖(F + λI)⁻¹‖_F`. */
@@ -107,9 +84,7 @@ describe('kfacPreconditioner against a float64 mirror', () => {
     const transform = kfacPreconditioner(LAYERS, options);
     let state = transform.init({});
     const mirrors = new Map<string, Mirror>();
-    for (let step = 0; step < 6; step++) {
-      const statistics = Object.fromEntries(LAYERS.map((layer, i) => [layer.name, statisticsOf(layer, step + 1, 100 * step + 10 * i)]));
-      const grads = gradientsOf(1000 + step);
+    forEachFixtureStep(6, statisticsOf, (step, statistics, grads) => {
       const result = applyTransform(transform, grads, state, { extras: { statistics } });
       state = result.state;
 
@@ -158,14 +133,13 @@ describe('kfacPreconditioner against a float64 mirror', () => {
         const actual = matrix(expected.rows, expected.cols, [...kernel.dataSync(), ...bias]);
         expect(relativeError(actual, expected)).toBeLessThan(2 * tolerance);
       }
-      expect(result.updates.other).toBe(grads.other);
       const metrics = (state as KfacPreconditionerState).metrics!;
+      expect(metrics.factorUpdate).toBe(step % factorInterval === 0);
       expect(metrics.inverseUpdate).toBe(step % inverseInterval === 0);
+      expectStepTimings(metrics);
       if (scaling === 'kl-clip') expect(metrics.scaleFactors.dense).toBeCloseTo(nu, 4);
-      tf.dispose(Object.values(result.updates).filter((u) => !Object.values(grads).includes(u)));
-      tf.dispose(Object.values(grads));
-      Object.values(statistics).forEach(disposeStatistics);
-    }
+      return result.updates;
+    });
     const totals = (state as KfacPreconditionerState).totals;
     expect(totals.inverseUpdates).toBe(Math.ceil(6 / inverseInterval));
     expect(totals.failedInversions).toBe(0);

@@ -1,24 +1,13 @@
 import type { LayerStatistics, SecondOrderLayer, StatisticsByLayer } from '@mkor/capture';
-import { type TensorMap, type Transform, checkNumber, checkOneOf } from '@mkor/core';
+import { type TensorMap, type Transform, checkNumber } from '@mkor/core';
 import { dampedInverse } from '@mkor/linalg';
 import * as tf from '@tensorflow/tfjs-core';
 
-import {
-  type LayerSource,
-  type ResolvedUpdateScaling,
-  type UpdateScalingOptions,
-  checkStatistics,
-  foldedInputSize,
-  layerGradientMatrix,
-  lazyLayers,
-  outputGradientCount,
-  resolveUpdateScaling,
-  scaleUpdates,
-  splitLayerUpdate,
-} from './second-order-parts';
+import type { LayerSource, ResolvedSecondOrderOptions, SecondOrderOptions, SecondOrderStepMetrics } from './second-order-parts';
+import { checkStatistics, foldedInputSize, lazyLayers, outputGradientCount, preconditionLayers, resolveSecondOrderOptions } from './second-order-parts';
 
 /** Hyperparameters of the KFAC preconditioner; every field has a default (KAISA's). */
-export interface KfacOptions extends UpdateScalingOptions {
+export interface KfacOptions extends SecondOrderOptions {
   /** Factor momentum γ ∈ (0, 1): `A ← γA + (1−γ)E[ããᵀ]`, `G ← γG + (1−γ)E[ggᵀ]`. Default 0.95. */
   readonly gamma?: number;
   /** Damping λ ≥ 0 added to each factor before inverting: `(A + λI)⁻¹`, `(G + λI)⁻¹`. Default 0.001. */
@@ -38,26 +27,19 @@ export interface KfacOptions extends UpdateScalingOptions {
 }
 
 /** {@link KfacOptions} checked, with defaults. */
-export interface ResolvedKfacOptions extends ResolvedUpdateScaling {
-  readonly gamma: number;
+export interface ResolvedKfacOptions extends ResolvedSecondOrderOptions {
   readonly damping: number;
   readonly factorUpdateInterval: number;
   readonly inverseInterval: number;
-  readonly gradientScale: 'mean' | 'sum';
-  readonly collectMetrics: boolean;
 }
 
 /** Checks KFAC's options and fills in the defaults; errors name `where`. */
 export function resolveKfacOptions(options: KfacOptions = {}, where = 'kfacPreconditioner'): ResolvedKfacOptions {
-  if (options === null || typeof options !== 'object') throw new TypeError(`${where}: options must be an object, got ${String(options)}`);
   return {
-    ...resolveUpdateScaling(where, options),
-    gamma: checkNumber(where, 'gamma', options.gamma ?? 0.95, { min: 0, max: 1, minExclusive: true, maxExclusive: true }),
+    ...resolveSecondOrderOptions(where, options),
     damping: checkNumber(where, 'damping', options.damping ?? 0.001, { min: 0 }),
     factorUpdateInterval: checkNumber(where, 'factorUpdateInterval', options.factorUpdateInterval ?? 1, { min: 1, integer: true }),
     inverseInterval: checkNumber(where, 'inverseInterval', options.inverseInterval ?? 10, { min: 1, integer: true }),
-    gradientScale: checkOneOf(where, 'gradientScale', options.gradientScale ?? 'sum', ['mean', 'sum'] as const),
-    collectMetrics: options.collectMetrics ?? true,
   };
 }
 
@@ -75,17 +57,24 @@ export interface KfacLayerState {
   readonly statisticsStep: number;
 }
 
-/** What happened on the latest step, for logging. */
-export interface KfacStepMetrics {
-  readonly step: number;
+/**
+ * What happened on the latest step, for logging: the step, the scale factors and the timings of
+ * {@link SecondOrderStepMetrics} (`factorMs`: folding the covariances into the factors and, on
+ * the steps that do so, recomputing the damped inverses; `preconditionMs`: the two products of
+ * preconditioning, the KL-clip or rescale and the read-back), and what follows.
+ */
+export interface KfacStepMetrics extends SecondOrderStepMetrics {
+  /** Whether the covariances were folded into the factors on this step. */
   readonly factorUpdate: boolean;
+  /**
+   * Whether this was a step of the `inverseInterval` schedule, on which every damped inverse is
+   * recomputed (a layer's first factors are inverted when they arrive, on any step).
+   */
   readonly inverseUpdate: boolean;
   /** Factors (`layer/input`, `layer/output`) whose inversion failed (not positive definite): the previous inverse was kept. */
   readonly failedInversions: readonly string[];
   /** Layers whose new factors came out non-finite and were not folded in. */
   readonly rejectedFactors: readonly string[];
-  /** The factor each layer's update was scaled by (ν of the KL-clip, or the rescale factor); empty with `scaling: 'none'`. */
-  readonly scaleFactors: Readonly<Record<string, number>>;
 }
 
 /** The state of {@link kfacPreconditioner}. */
@@ -247,6 +236,7 @@ export function kfacPreconditioner(layers: LayerSource, options: KfacOptions = {
       const statistics = (context?.extras?.statistics ?? {}) as StatisticsByLayer;
       const factorUpdate = state.step % resolved.factorUpdateInterval === 0;
       const inverseUpdate = state.step % resolved.inverseInterval === 0;
+      const factorStart = performance.now();
       let layerStates: Record<string, KfacLayerState> = { ...state.layers };
       let rejected: string[] = [];
       let failed: string[] = [];
@@ -256,30 +246,16 @@ export function kfacPreconditioner(layers: LayerSource, options: KfacOptions = {
         (layer) => inverseUpdate || ((state.layers[layer.name] as KfacLayerState).statisticsStep < 0 && (layerStates[layer.name] as KfacLayerState).statisticsStep >= 0),
       );
       ({ layers: layerStates, failed } = updateInverses(toInvert, layerStates, resolved.damping));
+      const factorMs = performance.now() - factorStart;
 
-      const used: SecondOrderLayer[] = [];
-      const pairs: { update: tf.Tensor2D; gradient: tf.Tensor2D }[] = [];
-      for (const layer of list) {
-        const gradient = layerGradientMatrix(WHERE, layer, gradients);
-        if (gradient === undefined) continue;
+      const preconditionStart = performance.now();
+      const { updates, scaleFactors } = preconditionLayers(WHERE, list, gradients, state.step, resolved, (layer, gradient) => {
         const f = layerStates[layer.name] as KfacLayerState;
-        used.push(layer);
-        pairs.push({ update: tf.matMul(tf.matMul(f.inputInverse, gradient), f.outputInverse), gradient });
-      }
-      const scaled = scaleUpdates(resolved, state.step, WHERE, pairs);
-      const updates: Record<string, tf.Tensor> = { ...gradients };
-      used.forEach((layer, i) => Object.assign(updates, splitLayerUpdate(layer, scaled.updates[i] as tf.Tensor2D)));
-      const scaleRead =
-        resolved.collectMetrics && resolved.scaling !== 'none' && scaled.factors.length > 0 ? tf.stack(scaled.factors).dataSync() : undefined;
+        return tf.matMul(tf.matMul(f.inputInverse, gradient), f.outputInverse);
+      });
+      const preconditionMs = performance.now() - preconditionStart;
       const metrics: KfacStepMetrics | null = resolved.collectMetrics
-        ? {
-            step: state.step,
-            factorUpdate,
-            inverseUpdate,
-            failedInversions: failed,
-            rejectedFactors: rejected,
-            scaleFactors: Object.fromEntries(scaleRead === undefined ? [] : used.map((layer, i) => [layer.name, scaleRead[i] as number])),
-          }
+        ? { step: state.step, factorUpdate, inverseUpdate, failedInversions: failed, rejectedFactors: rejected, scaleFactors, factorMs, preconditionMs }
         : null;
       return {
         updates,

@@ -1,12 +1,22 @@
 import type { LayerStatistics, SecondOrderLayer } from '@mkor/capture';
-import { type Hyperparameter, type TensorMap, checkNumber, checkOneOf, resolveHyperparameter } from '@mkor/core';
+import {
+  type Hyperparameter,
+  type SkipNonFiniteState,
+  type TensorMap,
+  type Transform,
+  chain,
+  checkNumber,
+  checkOneOf,
+  resolveHyperparameter,
+  skipNonFinite,
+} from '@mkor/core';
 import { rescaleFactor, rescaleToNorm } from '@mkor/grad-rescale';
 import * as tf from '@tensorflow/tfjs-core';
 
 /**
- * The parts KFAC and Eva share: a layer's gradient as one matrix with the bias folded in, the
- * scale of the output-gradient statistics, and the final scaling of the preconditioned updates
- * (KL-clip or the norm rescale).
+ * The parts KFAC and Eva share: their common options, a layer's gradient as one matrix with the
+ * bias folded in, the scale of the output-gradient statistics, the final scaling of the
+ * preconditioned updates (KL-clip or the norm rescale), and the composition with a backend.
  */
 
 /** A layer list, or a function returning it, called once at the first `init`. */
@@ -52,6 +62,44 @@ export function resolveUpdateScaling(where: string, options: UpdateScalingOption
     throw new RangeError(`${where}: scaling 'kl-clip' needs the learningRate (the backend's), or choose scaling 'rescale' or 'none'`);
   }
   return { scaling, klClip, learningRate };
+}
+
+/**
+ * The options KFAC and Eva share: the scaling, the momentum of their moving averages, the scale of
+ * the output-gradient statistics, and metrics. Each method's options extend these (and document
+ * `gamma` as what it averages).
+ */
+export interface SecondOrderOptions extends UpdateScalingOptions {
+  /** Momentum γ ∈ (0, 1) of the moving averages of the statistics. Default 0.95. */
+  readonly gamma?: number;
+  /**
+   * Scale of the output-gradient statistics: `'mean'` as captured, or `'sum'` (default): times
+   * `count` (see {@link outputGradientCount}), which undoes a mean-reduced loss's `1/batch`.
+   */
+  readonly gradientScale?: 'mean' | 'sum';
+  /** Read back the scale factors each step for the step metrics. Default true. */
+  readonly collectMetrics?: boolean;
+}
+
+/** {@link SecondOrderOptions} checked, with defaults. */
+export interface ResolvedSecondOrderOptions extends ResolvedUpdateScaling {
+  readonly gamma: number;
+  readonly gradientScale: 'mean' | 'sum';
+  readonly collectMetrics: boolean;
+}
+
+/**
+ * Checks the options KFAC and Eva share and fills in their defaults (γ = 0.95, `gradientScale`
+ * `'sum'`, metrics on, the scaling's as {@link resolveUpdateScaling}); errors name `where`.
+ */
+export function resolveSecondOrderOptions(where: string, options: SecondOrderOptions): ResolvedSecondOrderOptions {
+  if (options === null || typeof options !== 'object') throw new TypeError(`${where}: options must be an object, got ${String(options)}`);
+  return {
+    ...resolveUpdateScaling(where, options),
+    gamma: checkNumber(where, 'gamma', options.gamma ?? 0.95, { min: 0, max: 1, minExclusive: true, maxExclusive: true }),
+    gradientScale: checkOneOf(where, 'gradientScale', options.gradientScale ?? 'sum', ['mean', 'sum'] as const),
+    collectMetrics: options.collectMetrics ?? true,
+  };
 }
 
 /** Checks a layer list: positive integer sizes, a kernel shape holding them, unique names. */
@@ -163,4 +211,112 @@ export function scaleUpdates(
   const learningRate = resolveHyperparameter(scaling.learningRate as Hyperparameter, step, `${where}: learningRate`);
   const nu = klClipFactor(pairs, learningRate, scaling.klClip);
   return { updates: pairs.map(({ update }) => tf.mul(update, nu) as tf.Tensor2D), factors: pairs.map(() => nu) };
+}
+
+/** What every step of KFAC and Eva reports (their step metrics extend this). */
+export interface SecondOrderStepMetrics {
+  /** The preconditioner's step (0 for the first). */
+  readonly step: number;
+  /** The factor each layer's update was scaled by (ν of the KL-clip, or the rescale factor); empty with `scaling: 'none'`. */
+  readonly scaleFactors: Readonly<Record<string, number>>;
+  /**
+   * Milliseconds spent bringing the per-layer state up to date with the statistics: KFAC folds
+   * the covariances into its factors and, on the steps that do so, recomputes the damped
+   * inverses; Eva updates the moving averages of the rank-1 vectors. Measured with
+   * `performance.now()` around it: exact on synchronous backends (wasm, cpu).
+   */
+  readonly factorMs: number;
+  /**
+   * Milliseconds spent preconditioning (KFAC's two products, Eva's closed form), scaling the
+   * updates (KL-clip or rescale) and reading the metrics back. Measured with `performance.now()`
+   * around it: exact on synchronous backends (wasm, cpu).
+   */
+  readonly preconditionMs: number;
+}
+
+/** What {@link preconditionLayers} returns. */
+export interface PreconditionedLayers {
+  /** The scaled updates of the preconditioned layers' variables; other gradients pass through. */
+  readonly updates: Record<string, tf.Tensor>;
+  /**
+   * The factor each preconditioned layer's update was scaled by, read back (one read-back);
+   * empty without `collectMetrics` or with `scaling: 'none'`.
+   */
+  readonly scaleFactors: Readonly<Record<string, number>>;
+}
+
+/**
+ * The preconditioning step of KFAC and Eva: for every layer with a kernel gradient, the gradient
+ * as one matrix ({@link layerGradientMatrix}) through `precondition`, then the updates of all of
+ * them scaled together as `options.scaling` says ({@link scaleUpdates}) and split back into the
+ * layers' variables ({@link splitLayerUpdate}). With `collectMetrics` the scale factors are read
+ * back for the step's metrics.
+ */
+export function preconditionLayers(
+  where: string,
+  layers: readonly SecondOrderLayer[],
+  gradients: TensorMap,
+  step: number,
+  options: ResolvedUpdateScaling & { readonly collectMetrics: boolean },
+  precondition: (layer: SecondOrderLayer, gradient: tf.Tensor2D) => tf.Tensor2D,
+): PreconditionedLayers {
+  const used: SecondOrderLayer[] = [];
+  const pairs: { update: tf.Tensor2D; gradient: tf.Tensor2D }[] = [];
+  for (const layer of layers) {
+    const gradient = layerGradientMatrix(where, layer, gradients);
+    if (gradient === undefined) continue;
+    used.push(layer);
+    pairs.push({ update: precondition(layer, gradient), gradient });
+  }
+  const scaled = scaleUpdates(options, step, where, pairs);
+  const updates: Record<string, tf.Tensor> = { ...gradients };
+  used.forEach((layer, i) => Object.assign(updates, splitLayerUpdate(layer, scaled.updates[i] as tf.Tensor2D)));
+  const read = options.collectMetrics && options.scaling !== 'none' && scaled.factors.length > 0 ? tf.stack(scaled.factors).dataSync() : undefined;
+  return { updates, scaleFactors: Object.fromEntries(read === undefined ? [] : used.map((layer, i) => [layer.name, read[i] as number])) };
+}
+
+/** The layers and the backend of a preconditioner composed by {@link withBackend}. */
+export interface SecondOrderTransformOptions {
+  /**
+   * The second-order layers (e.g. `prepareModel(model).secondOrder`, with `{ covariance: true }`
+   * for KFAC), or a function returning them, called once at the first `init`.
+   */
+  readonly layers: LayerSource;
+  /** The first-order transform that turns the preconditioned gradients into parameter deltas, e.g. `sgd(...)`, `adam(...)`. */
+  readonly backend: Transform<unknown>;
+}
+
+/** The state of a preconditioner composed by {@link withBackend}: the NaN guard around `[preconditioner, backend]`. */
+export type SecondOrderState<P> = SkipNonFiniteState<[P, unknown]>;
+
+/** A preconditioner composed with its backend by {@link withBackend}, with accessors for what its state holds. */
+export interface SecondOrderTransform<P extends { readonly metrics: unknown }> extends Transform<SecondOrderState<P>> {
+  /** The preconditioner's part of the state. */
+  readonly preconditionerState: (state: SecondOrderState<P>) => P;
+  /** The latest step's metrics, or null (before the first step, or without `collectMetrics`). */
+  readonly metrics: (state: SecondOrderState<P>) => P['metrics'];
+}
+
+/**
+ * `skipNonFinite(chain(createPreconditioner(layers, options), backend))`: a step whose gradients
+ * hold NaN or Inf is skipped whole (the preconditioner's state, the backend's moments and the
+ * weights are left as they were) and counted. `backend` must be a transform (a `TypeError`
+ * naming `where` otherwise, before the preconditioner is made).
+ */
+export function withBackend<O, P extends { readonly metrics: unknown }>(
+  where: string,
+  createPreconditioner: (layers: LayerSource, options: O) => Transform<P>,
+  options: O & SecondOrderTransformOptions,
+): SecondOrderTransform<P> {
+  const { layers, backend, ...preconditionerOptions } = options;
+  if (backend === undefined || typeof backend.update !== 'function') {
+    throw new TypeError(`${where}: backend must be a first-order Transform, e.g. sgd({ learningRate: 0.1 })`);
+  }
+  const composed = skipNonFinite(chain(createPreconditioner(layers, preconditionerOptions as O), backend));
+  return {
+    init: composed.init as SecondOrderTransform<P>['init'],
+    update: composed.update as SecondOrderTransform<P>['update'],
+    preconditionerState: (state) => state.inner[0],
+    metrics: (state) => state.inner[0].metrics,
+  };
 }

@@ -1,139 +1,70 @@
 /**
  * KfacOptimizer on real TensorFlow.js models: model.fit on a Fashion-MNIST MLP (Adam and SGD
- * backends), exact checkpoint/resume, flat memory, and clean refusals.
+ * backends), exact checkpoint/resume, flat memory, and clean refusals. The scenarios are
+ * `@mkor/testing`'s, shared with EvaOptimizer; what is KFAC's own is checked here.
  */
 import { createCapture, prepareModel } from '@mkor/capture';
-import { loadFashionMnist, splitToTensors } from '@mkor/datasets';
+import { loadFashionMnist } from '@mkor/datasets';
 import { sgd } from '@mkor/first-order';
-import * as tf from '@tensorflow/tfjs-core';
-import * as tfl from '@tensorflow/tfjs-layers';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { denseProblem, expectExactResume, expectFitLowersLoss, expectRefusalsBeforePreparing, expectTrainsThroughRegistry } from '@mkor/testing';
+import { describe, expect, it } from 'vitest';
 
-import { KfacOptimizer } from './optimizer';
+import { KfacOptimizer, type KfacOptimizerOptions } from './optimizer';
 
 const data = loadFashionMnist({ trainLimit: 512, testLimit: 10 });
-let train: { x: tf.Tensor; y: tf.Tensor2D };
-beforeAll(() => {
-  train = splitToTensors(data.train, { flatten: true });
-});
-afterAll(() => tf.dispose([train.x, train.y]));
-
-function mlp(inputDim: number, hidden: number, seed = 3): tfl.Sequential {
-  return tfl.sequential({
-    layers: [
-      tfl.layers.dense({ units: hidden, activation: 'relu', inputShape: [inputDim], kernelInitializer: tfl.initializers.glorotUniform({ seed }) }),
-      tfl.layers.dense({ units: 10, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: seed + 1 }) }),
-    ],
-  });
-}
-
-async function fitLosses(model: tfl.LayersModel, optimizer: tf.Optimizer, epochs: number): Promise<number[]> {
-  model.compile({ optimizer, loss: 'categoricalCrossentropy' });
-  const history = await model.fit(train.x, train.y, { epochs, batchSize: 128, shuffle: false, verbose: 0 });
-  return history.history.loss as number[];
-}
 
 describe('KfacOptimizer with model.fit on a Fashion-MNIST MLP', () => {
   it('lowers the loss with the default Adam backend and KL-clip', async () => {
-    const model = mlp(784, 32);
-    const optimizer = new KfacOptimizer(model, { learningRate: 1e-2, damping: 0.01, inverseInterval: 4 });
-    const losses = await fitLosses(model, optimizer, 4);
-    expect(losses.every(Number.isFinite)).toBe(true);
-    // Chance level is ln 10 ≈ 2.30; four epochs of 4 steps get well below the first epoch's mean.
-    expect(losses.at(-1)!).toBeLessThan(0.75 * losses[0]!);
-    expect(optimizer.totals).toMatchObject({ factorUpdates: 16, inverseUpdates: 4, failedInversions: 0, rejectedFactors: 0, skippedSteps: 0 });
-    expect(optimizer.metrics?.scaleFactors).toHaveProperty(model.layers[0]!.name);
-    expect(optimizer.getConfig()).toMatchObject({ damping: 0.01, gamma: 0.95, inverseInterval: 4, klClip: 0.001, backend: 'adam' });
-    optimizer.dispose();
-    model.dispose();
+    await expectFitLowersLoss(data.train, (model) => new KfacOptimizer(model, { learningRate: 1e-2, damping: 0.01, inverseInterval: 4 }), {
+      inspect: (optimizer) => {
+        expect(optimizer.totals).toMatchObject({ factorUpdates: 16, inverseUpdates: 4, failedInversions: 0, rejectedFactors: 0, skippedSteps: 0 });
+        // The last step (15) folded in new covariances but did not invert (15 % 4 ≠ 0).
+        expect(optimizer.metrics).toMatchObject({ step: 15, factorUpdate: true, inverseUpdate: false });
+        expect(optimizer.getConfig()).toMatchObject({ damping: 0.01, gamma: 0.95, inverseInterval: 4, klClip: 0.001, backend: 'adam', learningRate: 1e-2, maxDim: null });
+      },
+    });
   });
 
   it('lowers the loss with an SGD backend (KL-clip with the same learning rate)', async () => {
-    const model = mlp(784, 32, 11);
-    const optimizer = new KfacOptimizer(model, { backend: sgd({ learningRate: 0.05 }), learningRate: 0.05, damping: 0.01, inverseInterval: 4 });
-    const losses = await fitLosses(model, optimizer, 4);
-    expect(losses.every(Number.isFinite)).toBe(true);
-    expect(losses.at(-1)!).toBeLessThan(0.75 * losses[0]!);
-    optimizer.dispose();
-    model.dispose();
+    await expectFitLowersLoss(
+      data.train,
+      (model) => new KfacOptimizer(model, { backend: sgd({ learningRate: 0.05 }), learningRate: 0.05, damping: 0.01, inverseInterval: 4 }),
+      { seed: 11 },
+    );
   });
 });
 
 describe('KfacOptimizer state and memory', () => {
-  const x = (): tf.Tensor2D => tf.slice(tf.tensor2d(data.train.images.subarray(0, 32 * 784), [32, 784]), [0, 300], [32, 20]);
-  const y = (): tf.Tensor2D => tf.tidy(() => tf.cast(tf.oneHot(tf.tensor1d(data.train.labels.subarray(0, 32), 'int32'), 10), 'float32') as tf.Tensor2D);
-
   it('resumes exactly from getWeights/setWeights, and keeps tf.memory flat', async () => {
-    const [inputs, labels] = [tf.tidy(x), y()];
-    const before = tf.memory().numTensors;
-    const loss = (model: tfl.LayersModel) => () => tf.losses.softmaxCrossEntropy(labels, model.apply(inputs) as tf.Tensor) as tf.Scalar;
-    const model = mlp(20, 8, 21);
-    const options = { learningRate: 1e-2, inverseInterval: 2 } as const;
-    const first = new KfacOptimizer(model, options);
-    for (let i = 0; i < 3; i++) first.minimize(loss(model));
-    const savedModel = model.getWeights().map((w) => tf.clone(w));
-    // getWeights returns the state's own tensors and new scalars for its numbers: clone, then free those scalars.
-    const weights = await first.getWeights();
-    const savedState = weights.map((w) => ({ name: w.name, tensor: tf.clone(w.tensor) }));
-    // Every rank-0 entry is a number leaf (iterations, steps, totals) made for this call; the state's tensors have rank ≥ 1.
-    tf.dispose(weights.filter((w) => w.tensor.rank === 0).map((w) => w.tensor));
-    const settled = tf.memory().numTensors;
-    for (let i = 0; i < 3; i++) first.minimize(loss(model));
-    expect(tf.memory().numTensors).toBe(settled);
-    const continued = model.getWeights().map((w) => Array.from(w.dataSync()));
-    first.dispose();
-
-    model.setWeights(savedModel);
-    const resumed = new KfacOptimizer(model, options);
-    await resumed.setWeights(savedState);
-    for (let i = 0; i < 3; i++) resumed.minimize(loss(model));
-    expect(model.getWeights().map((w) => Array.from(w.dataSync()))).toEqual(continued);
-    expect(resumed.totals.factorUpdates).toBe(6);
-    resumed.dispose();
-    tf.dispose([...savedModel, ...savedState.map((w) => w.tensor)]);
-    model.dispose();
-    expect(tf.memory().numTensors).toBeLessThanOrEqual(before);
-    tf.dispose([inputs, labels]);
+    await expectExactResume(
+      data.train,
+      (model) => new KfacOptimizer(model, { learningRate: 1e-2, inverseInterval: 2 }),
+      (resumed) => expect(resumed.totals.factorUpdates).toBe(6),
+    );
   });
 
   it('works with a createCapture registry (covariance on) and refuses one without covariance', () => {
-    const [inputs, labels] = [tf.tidy(x), y()];
-    const kernel = tf.variable(tf.randomNormal([20, 10], 0, 0.1, 'float32', 4));
-    const bias = tf.variable(tf.zeros([10]));
-    const before = tf.memory().numTensors;
-    const capture = createCapture({ covariance: true });
-    const optimizer = new KfacOptimizer(capture, { learningRate: 1e-2, inverseInterval: 1 });
-    const loss = () => tf.losses.softmaxCrossEntropy(labels, capture.dense('logits', inputs, kernel, bias)) as tf.Scalar;
-    const losses: number[] = [];
-    for (let i = 0; i < 10; i++) {
-      const value = optimizer.minimize(loss, true)!;
-      losses.push(value.dataSync()[0]!);
-      value.dispose();
-    }
-    expect(losses.at(-1)!).toBeLessThan(losses[0]!);
-    expect(optimizer.totals.inverseUpdates).toBe(10);
-    optimizer.dispose();
-    // The registry was passed in: it stays the caller's.
-    expect(capture.statistics('logits')).toBeDefined();
-    capture.release();
-    expect(tf.memory().numTensors).toBe(before);
+    expectTrainsThroughRegistry(
+      data.train,
+      () => createCapture({ covariance: true }),
+      (capture) => new KfacOptimizer(capture, { learningRate: 1e-2, inverseInterval: 1 }),
+      (optimizer) => expect(optimizer.totals.inverseUpdates).toBe(10),
+    );
 
+    const problem = denseProblem(data.train);
     const plain = createCapture();
     const refusing = new KfacOptimizer(plain, { learningRate: 1e-2 });
-    const refusedLoss = () => tf.losses.softmaxCrossEntropy(labels, plain.dense('logits', inputs, kernel, bias)) as tf.Scalar;
-    expect(() => refusing.minimize(refusedLoss)).toThrow(/carry no covariance: capture with \{ covariance: true \}/);
+    expect(() => refusing.minimize(problem.loss(plain))).toThrow(/carry no covariance: capture with \{ covariance: true \}/);
     refusing.dispose();
     plain.release();
-    tf.dispose([kernel, bias, inputs, labels]);
+    problem.dispose();
   });
 
   it('refuses bad options before touching the model', () => {
-    const model = mlp(20, 8);
-    expect(() => new KfacOptimizer(model, { damping: -1 })).toThrow(/KfacOptimizer: damping must be \[0, ∞\)/);
-    expect(() => new KfacOptimizer(model, { learningRate: 0 })).toThrow(/KfacOptimizer: learningRate must be a positive finite number/);
-    expect(() => new KfacOptimizer(model, { backend: {} as never })).toThrow(/kfac: backend must be a first-order Transform/);
-    // Nothing stayed wrapped: the model can be prepared again.
-    prepareModel(model).release();
-    model.dispose();
+    expectRefusalsBeforePreparing((model, options: KfacOptimizerOptions) => new KfacOptimizer(model, options), prepareModel, [
+      [{ damping: -1 }, /KfacOptimizer: damping must be \[0, ∞\)/],
+      [{ learningRate: 0 }, /KfacOptimizer: learningRate must be a positive finite number/],
+      [{ backend: {} as never }, /kfac: backend must be a first-order Transform/],
+    ]);
   });
 });

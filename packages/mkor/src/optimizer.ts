@@ -1,6 +1,10 @@
-import { CaptureOptimizer, type CaptureRegistry, type PreparableModel as CapturePreparableModel } from '@mkor/capture';
-import type { Transform } from '@mkor/core';
-import { adam } from '@mkor/first-order';
+import {
+  CaptureOptimizer,
+  type CaptureRegistry,
+  type PrepareModelOptions,
+  type PreparableModel as CapturePreparableModel,
+} from '@mkor/capture';
+import { type BackendOptions, resolveBackend } from '@mkor/first-order';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { type MkorHybridOptions, type MkorState, mkor } from './mkor';
@@ -14,18 +18,16 @@ export type PreparableModel = CapturePreparableModel;
 const REFERENCE_ROW_CLAMP = 100;
 
 /** Options of {@link MkorOptimizer}. */
-export interface MkorOptimizerOptions extends MkorOptions {
+export interface MkorOptimizerOptions extends MkorOptions, BackendOptions, Pick<PrepareModelOptions, 'maxDim'> {
   /** Make it MKOR-H (see `@mkor/hybrid-switch`); the loss is then read back every step. */
   readonly hybrid?: MkorHybridOptions;
   /**
    * The first-order backend (step 7) as a transform from `@mkor/first-order`.
    * Default `adam({ learningRate })`.
    */
-  readonly backend?: Transform<unknown>;
+  readonly backend?: BackendOptions['backend'];
   /** Learning rate of the default Adam backend (ignored when `backend` is given). Default 1e-3. */
   readonly learningRate?: number;
-  /** Widest layer (inputs or outputs) preconditioned when a model is prepared. Default 4096. */
-  readonly maxDim?: number;
 }
 
 /**
@@ -41,7 +43,9 @@ export interface MkorOptimizerOptions extends MkorOptions {
  * Given a model, it prepares it with `@mkor/capture` (Dense and Conv2D layers become
  * second-order, the rest first-order: see `optimizer.capture.describe()`); given a
  * `CaptureRegistry` (from `prepareModel` or `createCapture`), it uses that. Its state saves and
- * restores through `getWeights`/`setWeights`, and a resumed run continues exactly.
+ * restores through `getWeights`/`setWeights`, and a resumed run continues exactly. `getConfig`
+ * reports the resolved MKOR hyperparameters, the learning rate, `backend: 'adam' | 'custom'`,
+ * `hybrid: 'custom'` (or null) and `maxDim` (or null).
  */
 export class MkorOptimizer extends CaptureOptimizer<MkorState> {
   /** The name tfjs serialisation knows this class by. */
@@ -49,19 +53,16 @@ export class MkorOptimizer extends CaptureOptimizer<MkorState> {
     return 'MkorOptimizer';
   }
 
-  private readonly options: MkorOptimizerOptions;
   private readonly mkorTransform: ReturnType<typeof mkor>;
 
   constructor(target: PreparableModel | CaptureRegistry, options: MkorOptimizerOptions = {}) {
     const { backend, learningRate, maxDim, hybrid, ...mkorOptions } = options;
     const resolved = resolveMkorOptions(mkorOptions);
-    if (learningRate !== undefined && !(typeof learningRate === 'number' && Number.isFinite(learningRate) && learningRate > 0)) {
-      throw new RangeError(`MkorOptimizer: learningRate must be a positive finite number, got ${String(learningRate)}`);
-    }
+    const firstOrder = resolveBackend('MkorOptimizer', { backend, learningRate });
     super(
       target,
       {
-        ...(maxDim === undefined ? {} : { maxDim }),
+        maxDim,
         // The authors clamp every input row and every scaled output-gradient row to ±100.
         ...(resolved.preset === 'reference' ? { rowClamp: REFERENCE_ROW_CLAMP } : {}),
       },
@@ -70,16 +71,22 @@ export class MkorOptimizer extends CaptureOptimizer<MkorState> {
           ...mkorOptions,
           // Read at the first step: createCapture's layers register during the first forward pass.
           layers: () => capture.secondOrder,
-          backend: backend ?? adam({ learningRate: learningRate ?? 1e-3 }),
+          backend: firstOrder.backend,
           ...(hybrid === undefined ? {} : { hybrid }),
         }),
       {
         statePrefix: 'mkor',
         checkpointExclude: (path) => path.endsWith('/metrics'),
         readsLoss: hybrid !== undefined,
+        // The resolved MKOR hyperparameters; the backend, the switch rule and the model are not serialisable.
+        config: {
+          ...(resolved as unknown as tf.serialization.ConfigDict),
+          ...firstOrder.config,
+          hybrid: hybrid === undefined ? null : 'custom',
+          maxDim: maxDim ?? null,
+        },
       },
     );
-    this.options = options;
     this.mkorTransform = this.transform as ReturnType<typeof mkor>;
   }
 
@@ -101,19 +108,6 @@ export class MkorOptimizer extends CaptureOptimizer<MkorState> {
     const totals = state === undefined ? null : this.mkorTransform.preconditionerState(state)?.totals;
     return { ...(totals ?? { factorUpdates: 0, stabilizerFirings: 0, factorResets: 0 }), skippedSteps: state?.skippedSteps ?? 0 };
   }
-
-  /** The resolved MKOR hyperparameters (the backend transform and the model are not serialisable). */
-  override getConfig(): tf.serialization.ConfigDict {
-    const { backend, learningRate, maxDim, hybrid, ...mkorOptions } = this.options;
-    return {
-      ...(resolveMkorOptions(mkorOptions) as unknown as tf.serialization.ConfigDict),
-      backend: backend === undefined ? 'adam' : 'custom',
-      hybrid: hybrid === undefined ? null : 'custom',
-      learningRate: learningRate ?? null,
-      maxDim: maxDim ?? null,
-    };
-  }
-
 }
 
 tf.serialization.registerClass(MkorOptimizer);

@@ -69,8 +69,9 @@ export interface MkorStepMetrics {
    * instead (see `@mkor/grad-rescale`). Empty with `rescale: 'none'`.
    */
   readonly rescaleFactors: Readonly<Record<string, number>>;
-  /** Milliseconds spent updating factors and preconditioning (synchronous backends: exact). */
+  /** Milliseconds spent refreshing the factors on this step (0 between refreshes; exact on synchronous backends such as wasm and cpu). */
   readonly factorMs: number;
+  /** Milliseconds spent preconditioning, rescaling and reading back the metrics (exact on synchronous backends). */
   readonly preconditionMs: number;
 }
 

@@ -1,4 +1,4 @@
-import { checkNumber, checkOneOf, checkSquareMatrix } from '@mkor/core';
+import { checkNumber, checkOneOf, checkSquareMatrix, selectByScalar } from '@mkor/core';
 import * as tf from '@tensorflow/tfjs-core';
 
 /**
@@ -145,7 +145,7 @@ export function stabilize(inverse: tf.Tensor2D, options: StabilizeOptions): { in
 
 /**
  * {@link stabilize} without any read-back, for hot paths: the test `‖F⁻¹‖ > ε` stays on the
- * device as a boolean scalar and the factor is chosen with `tf.where`, so both branches are
+ * device as a boolean scalar and the factor is chosen with `selectByScalar`, so both branches are
  * computed (O(d²) extra work) and nothing waits for the device.
  *
  * @param inverse - the inverse factor `F⁻¹`, float32 `[d, d]`. Not disposed.
@@ -157,6 +157,6 @@ export function stabilizeDeferred(inverse: tf.Tensor2D, options: StabilizeOption
   const resolved = resolveOptions('stabilizeDeferred', inverse, options);
   return tf.tidy(() => {
     const fired = tf.greater(computeNorm(inverse, resolved.norm), tf.scalar(resolved.epsilon)) as tf.Scalar;
-    return { inverse: tf.where(fired, stabilizedFactor(inverse, resolved), inverse) as tf.Tensor2D, fired };
+    return { inverse: selectByScalar(fired, stabilizedFactor(inverse, resolved), inverse), fired };
   });
 }

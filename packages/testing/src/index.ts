@@ -9,3 +9,6 @@ export * from './first-order';
 export * from './capture';
 export * from './allreduce';
 export * from './kfac-eva';
+export * from './seeded';
+export * from './second-order-fixtures';
+export * from './training';
