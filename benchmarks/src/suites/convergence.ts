@@ -49,6 +49,11 @@ function sweepLearningRates(rates: readonly number[], finalLossAt: (learningRate
   return sorted();
 }
 
+/** Whether `learningRate` is the smallest or largest rate of a sweep of two or more. */
+function atEdge(sweep: readonly SweepPoint[], learningRate: number): boolean {
+  return sweep.length >= 2 && (learningRate === sweep[0]?.learningRate || learningRate === sweep[sweep.length - 1]?.learningRate);
+}
+
 /** The tasks of the suite. */
 export function convergenceTasks(context: SuiteContext): Task[] {
   const sizes = context.taskSizes;
@@ -146,7 +151,7 @@ function taskSection(context: SuiteContext, task: Task, steps: number, results: 
     const reached = runs.filter((r) => r.stepsToTarget !== null);
     return [
       factory.name,
-      sweep.length === 0 ? String(learningRate) : sweep.map((s) => `${s.learningRate}: ${formatNumber(s.finalLoss)}`).join(', ') + ` → **${learningRate}**`,
+      sweep.length === 0 ? String(learningRate) : sweep.map((s) => `${s.learningRate}: ${formatNumber(s.finalLoss)}`).join(', ') + ` → **${learningRate}**${atEdge(sweep, learningRate) ? ' (still the edge: extensions ran out)' : ''}`,
       `${reached.length}/${runs.length}`,
       spread(reached.map((r) => r.stepsToTarget as number)),
       reached.length === 0 ? '–' : spread(reached.map((r) => (r.msToTarget as number) / 1000)) + ' s',

@@ -20,8 +20,6 @@ interface StepCost {
   readonly preconditionMs: number;
   readonly updateMs: number;
   readonly totalMs: number;
-  /** Whether the optimizer reported its factor and preconditioning times. */
-  readonly itemised: boolean;
 }
 
 /**
@@ -34,7 +32,6 @@ export function measureStepCost(task: Task, factory: OptimizerFactory, learningR
   const instance = task.create(1, { covariance: factory.needsCovariance });
   const optimizer = factory.create(instance.target, learningRate, { factorInterval });
   const totals = { forwardBackwardMs: 0, factorMs: 0, preconditionMs: 0, applyMs: 0 };
-  let itemised = factory.secondOrder;
   try {
     for (let step = 0; step < warmup + steps; step++) {
       const start = performance.now();
@@ -52,10 +49,11 @@ export function measureStepCost(task: Task, factory: OptimizerFactory, learningR
       totals.forwardBackwardMs += middle - start;
       totals.applyMs += end - middle;
       const metrics = stepCostMetrics(optimizer);
-      if (metrics === null) itemised = false;
-      else {
+      if (metrics !== null) {
         totals.factorMs += metrics.factorMs;
         totals.preconditionMs += metrics.preconditionMs;
+      } else if (factory.secondOrder) {
+        throw new Error(`${factory.name} does not report metrics.factorMs and metrics.preconditionMs`);
       }
     }
   } finally {
@@ -65,11 +63,10 @@ export function measureStepCost(task: Task, factory: OptimizerFactory, learningR
   const perStep = (ms: number): number => ms / steps;
   return {
     forwardBackwardMs: perStep(totals.forwardBackwardMs),
-    factorMs: itemised ? perStep(totals.factorMs) : Number.NaN,
-    preconditionMs: itemised ? perStep(totals.preconditionMs) : Number.NaN,
-    updateMs: itemised ? perStep(totals.applyMs - totals.factorMs - totals.preconditionMs) : perStep(totals.applyMs),
+    factorMs: perStep(totals.factorMs),
+    preconditionMs: perStep(totals.preconditionMs),
+    updateMs: perStep(totals.applyMs - totals.factorMs - totals.preconditionMs),
     totalMs: perStep(totals.forwardBackwardMs + totals.applyMs),
-    itemised,
   };
 }
 
@@ -113,7 +110,7 @@ export async function runCostBreakdown(context: SuiteContext): Promise<void> {
         ms(cost.forwardBackwardMs),
         factory.secondOrder ? ms(cost.factorMs) : '0',
         factory.secondOrder ? ms(cost.preconditionMs) : '0',
-        cost.itemised || !factory.secondOrder ? ms(cost.updateMs) : `${ms(cost.updateMs)} (whole optimizer step: not itemised)`,
+        ms(cost.updateMs),
         ms(cost.totalMs),
         `${formatNumber(cost.totalMs / lambTotal)}×`,
       ]),
@@ -127,8 +124,8 @@ export async function runCostBreakdown(context: SuiteContext): Promise<void> {
         stacked: true,
         series: [
           { name: 'forward + backward', values: costs.map((c) => c.cost.forwardBackwardMs) },
-          { name: 'factors', values: costs.map((c) => (c.factory.secondOrder && c.cost.itemised ? c.cost.factorMs : 0)) },
-          { name: 'precondition', values: costs.map((c) => (c.factory.secondOrder && c.cost.itemised ? c.cost.preconditionMs : 0)) },
+          { name: 'factors', values: costs.map((c) => c.cost.factorMs) },
+          { name: 'precondition', values: costs.map((c) => c.cost.preconditionMs) },
           { name: 'weight update', values: costs.map((c) => c.cost.updateMs) },
         ],
       }),
@@ -177,8 +174,7 @@ export async function runCostBreakdown(context: SuiteContext): Promise<void> {
 \`applyGradients\` (ended by reading a weight back). Second-order optimizers report their factor
 and preconditioning milliseconds (\`optimizer.metrics.factorMs\` / \`preconditionMs\`: exact on the
 synchronous wasm and cpu backends); the weight update is the rest of the optimizer step (the
-rescale, the first-order backend and the assignment). An optimizer that does not report them is
-shown as one "weight update" figure. MKOR-H is left out: it costs what MKOR costs until it
+first-order backend and the assignment). MKOR-H is left out: it costs what MKOR costs until it
 switches and what Adam costs after.
 
 ${sections.join('\n\n')}
