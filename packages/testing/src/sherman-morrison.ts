@@ -91,6 +91,35 @@ export function shermanMorrisonTermSize64(inverse: Matrix64, v: ArrayLike<number
 }
 
 /**
+ * How much the float32 rounding of `s = vᵀPv` is amplified in the rank-1 term of the step
+ * `(1/β)(P − α·uuᵀ/(β + αs))`: `s` is a sum of d products and carries an absolute error up to
+ * about d·u·‖P‖₂‖v‖², which is large against `s` itself when v lies near P's small
+ * eigenvectors (κ(P) up to 1e6 here), and the denominator `β + αs` passes it on relative to
+ * itself. The rank-1 term's error is then about d·u·M·A with
+ * `A = α‖P‖₂‖v‖² / (β + αs)`; A < 1 when v lies along P's large eigenvectors.
+ */
+export function shermanMorrisonAmplification64(inverse: Matrix64, v: ArrayLike<number>, beta: number, alpha: number): number {
+  const s = dot(v, matVec(inverse, v));
+  return (alpha * largestEigenvalue(inverse) * dot(v, v)) / (beta + alpha * s);
+}
+
+/**
+ * {@link shermanMorrisonAmplification64} for each form of the inverse-factor update: the exact
+ * form with β = γ, α = 1 − γ; the reference form on `J = 0.95P + 0.05I` with β = α = 1; the paper
+ * form, whose denominator is `1 + γ(1−γ)s`, `A = γ(1−γ)‖P‖₂‖v‖² / (1 + γ(1−γ)s)`.
+ */
+export function updateAmplification64(inverse: Matrix64, v: ArrayLike<number>, form: InverseUpdateForm, gamma: number): number {
+  switch (form) {
+    case 'exact':
+      return shermanMorrisonAmplification64(inverse, v, gamma, 1 - gamma);
+    case 'reference':
+      return shermanMorrisonAmplification64(combine(0.95, inverse, 0.05, identity(inverse.rows)), v, 1, 1);
+    case 'paper':
+      return shermanMorrisonAmplification64(inverse, v, 1, gamma * (1 - gamma));
+  }
+}
+
+/**
  * The size M of the two terms each form of the inverse-factor update combines: the exact form as
  * {@link shermanMorrisonTermSize64} with β = γ, α = 1 − γ; the reference form the same on
  * `J = 0.95P + 0.05I` with β = α = 1; the paper form `γ‖P‖₂ + (1−γ)‖u‖²/(γ²(1 + γ(1−γ)s))`.
