@@ -125,15 +125,19 @@ describe('WorkerThreadsTransport', () => {
     expect(two.errors?.[0]).toMatchObject(aborted); // the late rank learns it too
   });
 
-  it('fails the others with a clear error when a worker exits', async () => {
-    const { reports, exits } = await runGroup(3, { kind: 'exit', exitingRank: 1 });
-    expect(exits.map((e) => e.exitCode)).toEqual([0, 3, 0]);
+  it('fails the others with a clear error when a worker exits; a rank that slept through the last round still completes it', async () => {
+    const { reports, exits } = await runGroup(3, { kind: 'exit', exitingRank: 1, slowRank: 2, holdMs: 1_000 });
+    expect(exits.map((e) => [e.exitCode, e.error === undefined ? undefined : String(e.error)])).toEqual([
+      [0, undefined],
+      [3, undefined],
+      [0, undefined],
+    ]);
     expect(reports.map((r) => r.rank)).toEqual([0, 2]);
     for (const report of reports) {
       expect(Array.from(report.results?.[0] as Float32Array)).toEqual([3]);
       expect(report.errors?.[0]).toMatchObject({
         name: 'TransportAbortedError',
-        message: 'allReduce: the group was aborted: rank 1 exited with code 3 before joining allReduce #1',
+        message: 'allReduce: the group was aborted: rank 1 exited with code 3 before joining allReduce #2',
         ranks: [1],
       });
       expect(report.errors?.[0]?.elapsedMs).toBeLessThan(15_000); // well before its 20 s timeout

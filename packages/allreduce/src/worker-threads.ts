@@ -345,12 +345,15 @@ export class WorkerThreadsTransport implements Transport {
     const spinUntil = this.#spin ? performance.now() + SPIN_MILLISECONDS : 0;
     for (;;) {
       const bell = Atomics.load(words, DOORBELL);
-      this.#checkUsable(run);
       const missing: number[] = [];
       for (let rank = 0; rank < this.worldSize; rank++) {
         if (!reached(Atomics.load(words, this.#layout.rankWord(rank, ARRIVED)), round)) missing.push(rank);
       }
+      // A round every rank published is complete, even if the group aborted since (a faster rank
+      // may have moved on and failed in a later collective while this one slept): its regions stay
+      // intact until this rank publishes the next round.
       if (missing.length === 0) return;
+      this.#checkUsable(run);
       const departed = missing.filter((rank) => Atomics.load(words, this.#layout.rankWord(rank, STATUS)) !== ACTIVE);
       if (departed.length > 0) {
         this.#abortGroup(ABORT_DEPARTED, departed, run);
