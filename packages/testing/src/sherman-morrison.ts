@@ -4,7 +4,7 @@
  * from them.
  */
 import { type Matrix64, combine, dot, get, identity, matVec, symmetrize } from './float64';
-import { type InverseUpdateForm, shermanMorrison64, updateInverseFactor64 } from './sherman-morrison64';
+import { type InverseUpdateForm, updateInverseFactor64 } from './sherman-morrison64';
 
 /** The float32 unit roundoff u = 2⁻²⁴ ≈ 6e-8. */
 export const FLOAT32_UNIT_ROUNDOFF = 2 ** -24;
@@ -83,7 +83,7 @@ export function largestEigenvalue(a: Matrix64): number {
 /**
  * The size M (2-norm) of the two terms the Sherman–Morrison step `(1/β)(P − α·uuᵀ/(β + αs))`
  * combines, `(‖P‖₂ + α‖u‖²/(β + αs))/β` with `u = Pv`, `s = vᵀu`, for a positive-definite `P`.
- * Float32 computes the step with an absolute error of order d·u·M.
+ * Float32 computes the step with an absolute error of order (d + 4)·u·M ({@link updateRoundingAllowance64}).
  */
 export function shermanMorrisonTermSize64(inverse: Matrix64, v: ArrayLike<number>, beta: number, alpha: number): number {
   const u = matVec(inverse, v);
@@ -139,17 +139,22 @@ export function updateTermSize64(inverse: Matrix64, v: ArrayLike<number>, form: 
 }
 
 /**
- * The float32 envelope ratio of one inverse-factor update, `ρ = λmin(exact result)/(d·u·M)`:
- * the smallest eigenvalue of the float64 update over the size of its float32 rounding error.
- * ρ ≥ 1 means float32 rounding cannot make the result indefinite (failures were seen only below 0.11).
+ * The float32 rounding error allowed for one update of a d × d factor whose two terms have size
+ * M: `(d + 4)·u·M`. The products behind `u = Pv` and `s = vᵀu` contribute about d roundings; the
+ * elementwise product, quotient, difference and scaling that follow contribute a few more, which
+ * dominate for small d (measured: the smallest eigenvalue moves by up to 2.2·u·M at d = 1 and 2,
+ * by under 1·u·M at d ≥ 8).
+ */
+export function updateRoundingAllowance64(d: number, termSize: number): number {
+  return (d + 4) * FLOAT32_UNIT_ROUNDOFF * termSize;
+}
+
+/**
+ * The float32 envelope ratio of one inverse-factor update, `ρ = λmin(exact result)/((d + 4)·u·M)`:
+ * the smallest eigenvalue of the float64 update over {@link updateRoundingAllowance64}.
+ * ρ ≥ 1 means float32 rounding cannot make the result indefinite.
  */
 export function updateEnvelopeRatio64(inverse: Matrix64, v: ArrayLike<number>, form: InverseUpdateForm, gamma: number): number {
   const smallest = symmetricEigenvalues(updateInverseFactor64(inverse, v, form, gamma))[0] as number;
-  return smallest / (inverse.rows * FLOAT32_UNIT_ROUNDOFF * updateTermSize64(inverse, v, form, gamma));
-}
-
-/** {@link updateEnvelopeRatio64} for a plain Sherman–Morrison step `(βF + αvvᵀ)⁻¹`. */
-export function shermanMorrisonEnvelopeRatio64(inverse: Matrix64, v: ArrayLike<number>, beta: number, alpha: number): number {
-  const smallest = symmetricEigenvalues(shermanMorrison64(inverse, v, beta, alpha))[0] as number;
-  return smallest / (inverse.rows * FLOAT32_UNIT_ROUNDOFF * shermanMorrisonTermSize64(inverse, v, beta, alpha));
+  return smallest / updateRoundingAllowance64(inverse.rows, updateTermSize64(inverse, v, form, gamma));
 }
