@@ -1,6 +1,6 @@
 /**
  * Test setup: selects the TensorFlow.js backend named by MKOR_TEST_BACKEND (`wasm` by default,
- * or `cpu`) before any test runs, and makes fast-check runs reproducible when FC_SEED is set.
+ * or `cpu`) before any test runs, and gives fast-check the seed in FC_SEED (see vitest.config.ts).
  */
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
@@ -18,5 +18,9 @@ if (!(await tf.setBackend(backend))) {
 }
 await tf.ready();
 
-const seed = process.env.FC_SEED;
-fc.configureGlobal(seed === undefined ? {} : { seed: Number(seed) });
+// FC_SEED: an integer (vitest.config.ts derives one from the commit) or 'random'.
+const seed = process.env.FC_SEED ?? 'random';
+if (seed !== 'random' && !/^-?\d+$/.test(seed)) {
+  throw new Error(`FC_SEED must be an integer or 'random', got '${seed}'`);
+}
+fc.configureGlobal(seed === 'random' ? {} : { seed: Number(seed) });
