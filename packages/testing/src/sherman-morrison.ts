@@ -3,8 +3,8 @@
  * (Lemma 3.1): eigenvalues of a symmetric matrix by the cyclic Jacobi method, and what follows
  * from them.
  */
-import { type Matrix64, combine, dot, get, identity, matVec, symmetrize } from './float64';
-import { type InverseUpdateForm, updateInverseFactor64 } from './sherman-morrison64';
+import { type Matrix64, dot, get, matVec, symmetrize } from './float64';
+import { type InverseUpdateForm, shermanMorrisonStep64, updateInverseFactor64 } from './sherman-morrison64';
 
 /** The float32 unit roundoff u = 2⁻²⁴ ≈ 6e-8. */
 export const FLOAT32_UNIT_ROUNDOFF = 2 ** -24;
@@ -104,38 +104,29 @@ export function shermanMorrisonAmplification64(inverse: Matrix64, v: ArrayLike<n
 }
 
 /**
- * {@link shermanMorrisonAmplification64} for each form of the inverse-factor update: the exact
- * form with β = γ, α = 1 − γ; the reference form on `J = 0.95P + 0.05I` with β = α = 1; the paper
- * form, whose denominator is `1 + γ(1−γ)s`, `A = γ(1−γ)‖P‖₂‖v‖² / (1 + γ(1−γ)s)`.
+ * {@link shermanMorrisonAmplification64} for each form of the inverse-factor update: the exact and
+ * reference forms on their Sherman–Morrison step ({@link shermanMorrisonStep64}); the paper form,
+ * whose denominator is `1 + γ(1−γ)s`, `A = γ(1−γ)‖P‖₂‖v‖² / (1 + γ(1−γ)s)`.
  */
 export function updateAmplification64(inverse: Matrix64, v: ArrayLike<number>, form: InverseUpdateForm, gamma: number): number {
-  switch (form) {
-    case 'exact':
-      return shermanMorrisonAmplification64(inverse, v, gamma, 1 - gamma);
-    case 'reference':
-      return shermanMorrisonAmplification64(combine(0.95, inverse, 0.05, identity(inverse.rows)), v, 1, 1);
-    case 'paper':
-      return shermanMorrisonAmplification64(inverse, v, 1, gamma * (1 - gamma));
-  }
+  if (form === 'paper') return shermanMorrisonAmplification64(inverse, v, 1, gamma * (1 - gamma));
+  const step = shermanMorrisonStep64(inverse, form, gamma);
+  return shermanMorrisonAmplification64(step.inverse, v, step.beta, step.alpha);
 }
 
 /**
- * The size M of the two terms each form of the inverse-factor update combines: the exact form as
- * {@link shermanMorrisonTermSize64} with β = γ, α = 1 − γ; the reference form the same on
- * `J = 0.95P + 0.05I` with β = α = 1; the paper form `γ‖P‖₂ + (1−γ)‖u‖²/(γ²(1 + γ(1−γ)s))`.
+ * The size M of the two terms each form of the inverse-factor update combines: the exact and
+ * reference forms as {@link shermanMorrisonTermSize64} on their Sherman–Morrison step
+ * ({@link shermanMorrisonStep64}); the paper form `γ‖P‖₂ + (1−γ)‖u‖²/(γ²(1 + γ(1−γ)s))`.
  */
 export function updateTermSize64(inverse: Matrix64, v: ArrayLike<number>, form: InverseUpdateForm, gamma: number): number {
-  switch (form) {
-    case 'exact':
-      return shermanMorrisonTermSize64(inverse, v, gamma, 1 - gamma);
-    case 'reference':
-      return shermanMorrisonTermSize64(combine(0.95, inverse, 0.05, identity(inverse.rows)), v, 1, 1);
-    case 'paper': {
-      const u = matVec(inverse, v);
-      const coefficient = (1 - gamma) / (gamma * gamma * (1 + gamma * (1 - gamma) * dot(v, u)));
-      return gamma * largestEigenvalue(inverse) + coefficient * dot(u, u);
-    }
+  if (form === 'paper') {
+    const u = matVec(inverse, v);
+    const coefficient = (1 - gamma) / (gamma * gamma * (1 + gamma * (1 - gamma) * dot(v, u)));
+    return gamma * largestEigenvalue(inverse) + coefficient * dot(u, u);
   }
+  const step = shermanMorrisonStep64(inverse, form, gamma);
+  return shermanMorrisonTermSize64(step.inverse, v, step.beta, step.alpha);
 }
 
 /**

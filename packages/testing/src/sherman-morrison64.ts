@@ -16,6 +16,24 @@ export function shermanMorrison64(inverse: Matrix64, v: ArrayLike<number>, beta:
 /** The three named forms of MKOR's inverse-factor update. */
 export type InverseUpdateForm = 'exact' | 'paper' | 'reference';
 
+/** The forms of {@link InverseUpdateForm} that are a plain Sherman–Morrison step. */
+export type ShermanMorrisonForm = Exclude<InverseUpdateForm, 'paper'>;
+
+/**
+ * The plain Sherman–Morrison step `(βF + αvvᵀ)⁻¹` (see {@link shermanMorrison64}) that the exact
+ * and reference forms apply: the exact form on `F⁻¹` with β = γ, α = 1 − γ; the reference form
+ * on `J = 0.95F⁻¹ + 0.05I` with β = α = 1.
+ */
+export function shermanMorrisonStep64(
+  inverse: Matrix64,
+  form: ShermanMorrisonForm,
+  gamma: number,
+): { inverse: Matrix64; beta: number; alpha: number } {
+  return form === 'exact'
+    ? { inverse, beta: gamma, alpha: 1 - gamma }
+    : { inverse: blendTowardIdentity64(inverse, 0.95), beta: 1, alpha: 1 };
+}
+
 /**
  * One inverse-factor update in float64:
  * - `exact`: Sherman–Morrison with β = γ, α = 1 − γ (inverse of `γF + (1−γ)vvᵀ`);
@@ -28,19 +46,13 @@ export function updateInverseFactor64(
   form: InverseUpdateForm,
   gamma: number,
 ): Matrix64 {
-  switch (form) {
-    case 'exact':
-      return shermanMorrison64(inverse, v, gamma, 1 - gamma);
-    case 'paper': {
-      const u = matVec(inverse, v);
-      const coefficient = (1 - gamma) / (gamma * gamma * (1 + gamma * (1 - gamma) * dot(v, u)));
-      return combine(gamma, inverse, coefficient, outer(u, u));
-    }
-    case 'reference': {
-      const blended = combine(0.95, inverse, 0.05, identity(inverse.rows));
-      return shermanMorrison64(blended, v, 1, 1);
-    }
+  if (form === 'paper') {
+    const u = matVec(inverse, v);
+    const coefficient = (1 - gamma) / (gamma * gamma * (1 + gamma * (1 - gamma) * dot(v, u)));
+    return combine(gamma, inverse, coefficient, outer(u, u));
   }
+  const step = shermanMorrisonStep64(inverse, form, gamma);
+  return shermanMorrison64(step.inverse, v, step.beta, step.alpha);
 }
 
 /** `ζF⁻¹ + (1−ζ)I`: the stabiliser's blend towards the identity (eq. 7/8). */
