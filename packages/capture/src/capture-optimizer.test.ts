@@ -31,7 +31,7 @@ describe('CaptureOptimizer', () => {
     const name = net.layers[0]!.name;
     optimizer.minimize(() => tf.sum(net.apply(x) as tf.Tensor) as tf.Scalar);
     expect(seen).toHaveLength(1);
-    expect(seen[0]![name]).toBe(optimizer.capture.statistics(name));
+    expect(seen[0]![name]).toEqual({ ...optimizer.capture.statistics(name), step: 1 });
     expect(seen[0]![name]?.covariance?.a.shape).toEqual([3, 3]);
     optimizer.dispose();
     expect(optimizer.capture.statistics(name)).toBeUndefined();
@@ -62,6 +62,38 @@ describe('CaptureOptimizer', () => {
     registry.release();
     tf.dispose([variable, gradient, x]);
     net.dispose();
+  });
+
+  it('numbers statistics per layer so that numbering continues after a checkpoint, in a fresh capture', async () => {
+    const x = tf.ones([4, 3]);
+    const steps = (seen: StatisticsByLayer[], name: string) => seen.map((s) => s[name]?.step);
+    const first = model();
+    const seenFirst: StatisticsByLayer[] = [];
+    const optimizer = new CaptureOptimizer(first, {}, () => recordingDescent(seenFirst));
+    const name = first.layers[0]!.name;
+    for (let i = 0; i < 3; i++) optimizer.minimize(() => tf.sum(first.apply(x) as tf.Tensor) as tf.Scalar);
+    // A step without a new forward and backward pass sees the same (stale) statistics.
+    const variable = tf.variable(tf.ones([2]));
+    const gradient = tf.ones([2]);
+    optimizer.applyGradients({ [variable.name]: gradient });
+    expect(steps(seenFirst, name)).toEqual([1, 2, 3, 3]);
+    const weights = await optimizer.getWeights();
+    const serial = weights.find((w) => w.name === `state/checkpoint/statistics/${name}`);
+    expect(serial?.tensor.dataSync()[0]).toBe(3);
+    const saved = weights.map((w) => ({ name: w.name, tensor: tf.clone(w.tensor) }));
+    tf.dispose(weights.filter((w) => w.name.includes('/checkpoint/') || w.name === 'iter').map((w) => w.tensor));
+    optimizer.dispose();
+
+    // A new process: a fresh capture whose own counter starts at 1 again, with the same layer name.
+    const seenSecond: StatisticsByLayer[] = [];
+    const resumed = new CaptureOptimizer(first, {}, () => recordingDescent(seenSecond));
+    await resumed.setWeights(saved);
+    resumed.minimize(() => tf.sum(first.apply(x) as tf.Tensor) as tf.Scalar);
+    expect(resumed.capture.statistics(name)?.step).toBe(1);
+    expect(steps(seenSecond, name)).toEqual([4]);
+    resumed.dispose();
+    tf.dispose([x, variable, gradient, ...saved.map((w) => w.tensor)]);
+    first.dispose();
   });
 
   it('reports the config it was given through getConfig, as a copy ({} without one)', () => {

@@ -1,5 +1,5 @@
-import { type Transform, TransformOptimizer, type TransformOptimizerOptions, type UpdateContext } from '@mkor/core';
-import type * as tf from '@tensorflow/tfjs-core';
+import { type NamedStateTensor, type Transform, TransformOptimizer, type TransformOptimizerOptions, type UpdateContext } from '@mkor/core';
+import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 
 import { type PrepareModelOptions, prepareModel } from './prepare-model';
@@ -55,6 +55,8 @@ export class CaptureOptimizer<S> extends TransformOptimizer<S> {
   private readonly ownsCapture: boolean;
   /** What {@link getConfig} reports. */
   private readonly config: tf.serialization.ConfigDict;
+  /** Per layer: the source `step` of the statistics seen last, and the serial given to them. */
+  private readonly serials = new Map<string, { source: number; serial: number }>();
 
   constructor(
     target: PreparableModel | CaptureRegistry,
@@ -83,11 +85,59 @@ export class CaptureOptimizer<S> extends TransformOptimizer<S> {
     return { ...this.config };
   }
 
-  /** Hands the latest captured statistics of every second-order layer to the step. */
-  protected override stepContext(): Omit<UpdateContext, 'params' | 'loss'> {
+  /**
+   * One step, handing the statistics to the transform as `context.extras.statistics`: the
+   * caller's (a data-parallel trainer's all-reduced ones) when given, else the latest captured
+   * statistics of every second-order layer. Their `step` is renumbered per layer by this
+   * optimizer (see {@link checkpointEntries}), so that statistics seen for the first time after a
+   * resume are never mistaken for the ones the restored state already consumed.
+   */
+  override applyGradientsWithContext(
+    variableGradients: tf.NamedTensorMap | NamedStateTensor[],
+    override: Omit<UpdateContext, 'params'>,
+  ): void {
+    const given = override.extras?.statistics as StatisticsByLayer | undefined;
+    const statistics = this.numbered(given ?? this.capturedStatistics());
+    super.applyGradientsWithContext(variableGradients, { ...override, extras: { ...override.extras, statistics } });
+  }
+
+  /** The latest captured statistics of every second-order layer. */
+  private capturedStatistics(): StatisticsByLayer {
     const statistics: Record<string, LayerStatistics | undefined> = {};
     for (const layer of this.capture.secondOrder) statistics[layer.name] = this.capture.statistics(layer.name);
-    return { extras: { statistics } };
+    return statistics;
+  }
+
+  /**
+   * The statistics with `step` replaced by this optimizer's serial of each layer: a statistic whose
+   * source `step` differs from the last one seen gets the next serial. The serials are saved in
+   * checkpoints, so numbering continues after a restore in a new process (where the source's own
+   * counters start again at 1).
+   */
+  private numbered(statistics: StatisticsByLayer): StatisticsByLayer {
+    const out: Record<string, LayerStatistics | undefined> = {};
+    for (const [name, s] of Object.entries(statistics)) {
+      if (s === undefined) continue;
+      const seen = this.serials.get(name);
+      const serial = seen !== undefined && seen.source === s.step ? seen.serial : (seen?.serial ?? 0) + 1;
+      this.serials.set(name, { source: s.step, serial });
+      out[name] = { ...s, step: serial };
+    }
+    return out;
+  }
+
+  /** The statistics serial of every layer seen, as `statistics/<layer>` int32 scalars. */
+  protected override checkpointEntries(): NamedStateTensor[] {
+    return [...this.serials].map(([name, { serial }]) => ({ name: `statistics/${name}`, tensor: tf.scalar(serial, 'int32') }));
+  }
+
+  /** Continues every layer's statistics serial after the saved one. */
+  protected override restoreCheckpointEntries(entries: readonly NamedStateTensor[]): void {
+    this.serials.clear();
+    for (const { name, tensor } of entries) {
+      if (!name.startsWith('statistics/')) continue;
+      this.serials.set(name.slice('statistics/'.length), { source: Number.NaN, serial: tensor.dataSync()[0] as number });
+    }
   }
 
   /**

@@ -18,6 +18,7 @@ export {
   checkSpatialPair,
   checkSquareMatrix,
   checkVector,
+  finiteFlag,
 } from './validation';
 export type { NumberBounds } from './validation';
 export { selectByScalar } from './select';
@@ -25,5 +26,5 @@ export { skipNonFinite } from './guard';
 export type { SkipNonFiniteState } from './guard';
 export { flattenState, restoreState } from './state-io';
 export type { NamedStateTensor, StateIoOptions } from './state-io';
-export { TransformOptimizer } from './optimizer';
+export { CHECKPOINT_FORMAT, TransformOptimizer } from './optimizer';
 export type { TransformOptimizerOptions } from './optimizer';

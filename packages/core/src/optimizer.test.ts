@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 
-import { TransformOptimizer } from './optimizer';
+import { CHECKPOINT_FORMAT, TransformOptimizer } from './optimizer';
 import { type Transform, chain, scaleBy } from './transform';
 
 /** Heavy-ball momentum with tensor state, `m ← 0.5m + g`, and a record of the losses it saw. */
@@ -75,11 +75,71 @@ describe('TransformOptimizer', () => {
   it('refuses a checkpoint that does not match, keeping it pending', async () => {
     const w = tf.variable(tf.tensor1d([0, 0, 0]), true, 'transform-optimizer-w4');
     const optimizer = new TransformOptimizer(momentum());
-    await optimizer.setWeights([{ name: 'iter', tensor: tf.scalar(3) }, { name: 'state/m/other', tensor: tf.zeros([3]) }]);
+    const header = [
+      { name: 'iter', tensor: tf.scalar(3) },
+      { name: 'state/checkpoint/format', tensor: tf.scalar(CHECKPOINT_FORMAT, 'int32') },
+      { name: 'state/checkpoint/config', tensor: tf.scalar('{}', 'string') },
+    ];
+    await optimizer.setWeights([...header, { name: 'state/m/other', tensor: tf.zeros([3]) }]);
     expect(() => optimizer.minimize(loss(w))).toThrow(/no entry 'state\/m\/transform-optimizer-w4'/);
     expect(() => optimizer.minimize(loss(w))).toThrow(/no entry/);
     expect(Array.from(w.dataSync())).toEqual([0, 0, 0]);
     optimizer.dispose();
+    tf.dispose(header.map((e) => e.tensor));
+    w.dispose();
+  });
+
+  it('checks a checkpoint before touching anything: empty, foreign, old, other configuration, int32, NaN', async () => {
+    /** A momentum optimizer whose configuration is its decay, as the method optimizers report theirs. */
+    class Configured extends TransformOptimizer<ReturnType<ReturnType<typeof momentum>['init']>> {
+      constructor(readonly decay: number) {
+        super(momentum(), { statePrefix: 'configured' });
+      }
+      override getConfig(): tf.serialization.ConfigDict {
+        return { decay: this.decay };
+      }
+    }
+    const w = tf.variable(tf.tensor1d([0.5, 0.5, 0.5]), true, 'transform-optimizer-w7');
+    const source = new Configured(0.5);
+    for (let s = 0; s < 2; s++) source.minimize(loss(w));
+    const saved = (await source.getWeights()).map((e) => ({ name: e.name, tensor: tf.clone(e.tensor) }));
+    source.dispose();
+    expect(saved.map((e) => e.name).slice(0, 3)).toEqual(['iter', 'configured/checkpoint/format', 'configured/checkpoint/config']);
+
+    const target = new Configured(0.5);
+    target.minimize(loss(w));
+    const stateBefore = target.currentState;
+    const weightsBefore = Array.from(w.dataSync());
+    const replace = (name: string, tensor: tf.Tensor) => saved.map((e) => (e.name === name ? { name, tensor } : e));
+    const bad = {
+      int32: tf.zeros([3], 'int32'),
+      nan: tf.tensor1d([0, Number.NaN, 0]),
+      oldFormat: tf.scalar(1, 'int32'),
+    };
+    const momentName = 'configured/m/transform-optimizer-w7';
+    const memoryBefore = tf.memory().numTensors;
+    const cases: [unknown, RegExp][] = [
+      [[], /TransformOptimizer\.setWeights: the checkpoint is empty/],
+      [saved.filter((e) => !e.name.includes('/checkpoint/')), /no 'configured\/checkpoint\/format' entry/],
+      [replace('configured/checkpoint/format', bad.oldFormat), /of format 1; this version reads format 2/],
+      [replace(momentName, bad.int32), new RegExp(`'${momentName}' is int32, expected float32`)],
+      [replace(momentName, bad.nan), new RegExp(`'${momentName}' holds NaN or Inf`)],
+    ];
+    for (const [checkpoint, message] of cases) {
+      await expect(target.setWeights(checkpoint as never)).rejects.toThrow(message);
+      expect(target.currentState).toBe(stateBefore);
+    }
+    const other = new Configured(0.9);
+    await expect(other.setWeights(saved)).rejects.toThrow(/configured differently \(decay: 0\.5 in the checkpoint, 0\.9 here\)/);
+    other.dispose();
+    // A structural mismatch is found at once after a step, and the state it had is kept.
+    await expect(target.setWeights(saved.filter((e) => e.name !== momentName))).rejects.toThrow(/no entry/);
+    expect(target.currentState).toBe(stateBefore);
+    expect(tf.memory().numTensors).toBe(memoryBefore);
+    target.minimize(loss(w));
+    expect(Array.from(w.dataSync())).not.toEqual(weightsBefore);
+    target.dispose();
+    tf.dispose([...saved.map((e) => e.tensor), ...Object.values(bad)]);
     w.dispose();
   });
 

@@ -3,6 +3,19 @@ import * as tf from '@tensorflow/tfjs-core';
 import { applyTransform, tensorsIn } from './memory';
 import { type NamedStateTensor, flattenState, restoreState } from './state-io';
 import type { Transform, UpdateContext } from './transform';
+import { allFinite } from './validation';
+
+/**
+ * The format of the checkpoints {@link TransformOptimizer.getWeights} writes: 2 since they carry
+ * their format and the optimizer's configuration (format 1, before, carried neither and cannot be
+ * checked, so it is refused).
+ */
+export const CHECKPOINT_FORMAT = 2;
+
+/** The name of a checkpoint's entry under the state prefix: `<prefix>/checkpoint/<key>`. */
+function checkpointEntryName(prefix: string, key: string): string {
+  return `${prefix}/checkpoint/${key}`;
+}
 
 /** Options of {@link TransformOptimizer}. */
 export interface TransformOptimizerOptions {
@@ -19,8 +32,8 @@ export interface TransformOptimizerOptions {
  * deltas (`w ← w + u`), so `model.compile({ optimizer })`, `model.fit` and `optimizer.minimize(f)`
  * work with it. The state is created at the first step (when the variables are known), each step
  * runs through {@link applyTransform} (tidy + disposal of replaced state), and the state saves and
- * restores through `getWeights`/`setWeights`. Subclasses add per-step context with
- * {@link TransformOptimizer.stepContext}.
+ * restores through `getWeights`/`setWeights`. Subclasses that need per-step context (captured
+ * statistics) pass it through {@link TransformOptimizer.applyGradientsWithContext}.
  */
 export class TransformOptimizer<S> extends tf.Optimizer {
   /** The name tfjs serialisation knows this class by. */
@@ -40,6 +53,8 @@ export class TransformOptimizer<S> extends tf.Optimizer {
   private state: S | undefined;
   private pendingWeights: NamedStateTensor[] | undefined;
   private lastLoss: number | undefined;
+  /** The variables of the latest step: a checkpoint restored after one is rebuilt at once. */
+  private lastParams: Record<string, tf.Variable> | undefined;
   private readonly ioOptions: { exclude?: (path: string) => boolean };
   private readonly statePrefix: string;
 
@@ -58,11 +73,6 @@ export class TransformOptimizer<S> extends tf.Optimizer {
   /** The transform's current state (undefined before the first step). */
   get currentState(): S | undefined {
     return this.state;
-  }
-
-  /** Per-step context a subclass adds (e.g. captured statistics); `params` and `loss` are set here. */
-  protected stepContext(): Omit<UpdateContext, 'params' | 'loss'> {
-    return {};
   }
 
   /** As `tf.Optimizer.minimize`, also reading the loss back when `readsLoss` is set. */
@@ -87,9 +97,9 @@ export class TransformOptimizer<S> extends tf.Optimizer {
   }
 
   /**
-   * {@link applyGradients} with context supplied by the caller: its `extras` entries replace
-   * those of {@link stepContext} (e.g. a data-parallel trainer passes all-reduced statistics),
-   * and its `loss` is used when given.
+   * {@link applyGradients} with context supplied by the caller (`extras` such as all-reduced
+   * statistics from a data-parallel trainer); its `loss` is used when given, else the one
+   * `minimize` read back with `readsLoss`.
    */
   applyGradientsWithContext(
     variableGradients: tf.NamedTensorMap | NamedStateTensor[],
@@ -114,12 +124,11 @@ export class TransformOptimizer<S> extends tf.Optimizer {
       params[name] = variable;
     }
     if (this.state === undefined) this.state = this.initialState(params);
+    this.lastParams = params;
 
-    const own = this.stepContext();
     const loss = override.loss ?? this.lastLoss;
     const context: UpdateContext = {
-      ...own,
-      extras: { ...own.extras, ...override.extras },
+      ...(override.extras === undefined ? {} : { extras: override.extras }),
       params,
       ...(loss === undefined ? {} : { loss }),
     };
@@ -133,31 +142,122 @@ export class TransformOptimizer<S> extends tf.Optimizer {
         if (variable !== undefined) variable.assign(tf.add(variable, update));
       }
     });
-    const inputs = new Set(Object.values(gradients).map((g) => g.id));
-    tf.dispose(Object.values(result.updates).filter((u) => !inputs.has(u.id)));
+    // Free the updates, except gradients passed through and updates that are also state (a momentum trace).
+    const kept = new Set([...Object.values(gradients), ...tensorsIn(result.state)].map((t) => t.id));
+    tf.dispose(Object.values(result.updates).filter((u) => !kept.has(u.id)));
     this.incrementIterations();
   }
 
   /**
-   * The state as named tensors (`iter` first), for checkpoints and `model.save`. The state's own
-   * tensors are returned, not copies (as tfjs's optimizers do): they stay valid until the next step
-   * or `dispose`; `setWeights` copies what it keeps.
+   * The state as named tensors, for checkpoints and `model.save`: `iter` first, then
+   * `<prefix>/checkpoint/format` ({@link CHECKPOINT_FORMAT}), `<prefix>/checkpoint/config` (the
+   * JSON of {@link getConfig}, a string tensor), the entries a subclass adds
+   * ({@link checkpointEntries}), then the state. The state's own tensors are returned, not copies
+   * (as tfjs's optimizers do): they stay valid until the next step or `dispose`, so clone them to
+   * keep them past either; the other entries are new tensors the caller owns. `setWeights` copies
+   * what it keeps.
    */
   override async getWeights(): Promise<NamedStateTensor[]> {
     const iterations = await this.saveIterations();
-    if (this.state === undefined) return [iterations, ...(this.pendingWeights ?? [])];
-    return [iterations, ...flattenState(this.state, this.statePrefix, this.ioOptions)];
+    const header = [
+      { name: checkpointEntryName(this.statePrefix, 'format'), tensor: tf.scalar(CHECKPOINT_FORMAT, 'int32') },
+      { name: checkpointEntryName(this.statePrefix, 'config'), tensor: tf.scalar(JSON.stringify(this.getConfig()), 'string') },
+      ...this.checkpointEntries().map((e) => ({ name: checkpointEntryName(this.statePrefix, e.name), tensor: e.tensor })),
+    ];
+    const state = this.state === undefined ? (this.pendingWeights ?? []) : flattenState(this.state, this.statePrefix, this.ioOptions);
+    return [iterations, ...header, ...state];
   }
 
   /**
-   * Restores a state saved by {@link getWeights}. The state is rebuilt at the next step (when the
-   * variables are known), so this works on a fresh optimizer; a checkpoint that does not match
-   * fails then with an error naming the first missing or mismatched entry.
+   * Restores a state saved by {@link getWeights}. Before anything is touched the checkpoint is
+   * checked, and refused with a `RangeError` naming the problem: it must be non-empty, of this
+   * format, written by an optimizer of the same configuration (`getConfig`, e.g. the same preset
+   * and hyperparameters), and every state entry must be a finite float32 tensor. Then the state
+   * is rebuilt: at once when the optimizer has stepped before, else at the next step (when the
+   * variables are known), so this works on a fresh optimizer; a checkpoint whose entries do not
+   * match the state fails with an error naming the first missing or mismatched entry, and the
+   * optimizer keeps the state it had.
    */
   override async setWeights(weightValues: NamedStateTensor[]): Promise<void> {
-    const rest = await this.extractIterations(weightValues);
-    this.disposeState();
-    this.pendingWeights = rest.map((w) => ({ name: w.name, tensor: tf.keep(tf.clone(w.tensor)) }));
+    const where = `${this.getClassName()}.setWeights`;
+    const { state, entries } = this.checkCheckpoint(where, weightValues);
+    await this.extractIterations(weightValues.slice(0, 1));
+    const pending = state.map((w) => ({ name: w.name, tensor: tf.keep(tf.clone(w.tensor)) }));
+    if (this.lastParams !== undefined) {
+      // The variables are known: rebuild now, so a mismatch leaves the current state as it was.
+      let restored: S;
+      try {
+        restored = this.restoredState(this.lastParams, pending);
+      } finally {
+        tf.dispose(pending.map((w) => w.tensor));
+      }
+      this.disposeState();
+      this.state = restored;
+    } else {
+      this.disposeState();
+      this.pendingWeights = pending;
+    }
+    this.restoreCheckpointEntries(entries);
+  }
+
+  /**
+   * Entries a subclass adds to every checkpoint (new tensors the caller owns), named relative to
+   * `<prefix>/checkpoint/`; given back to {@link restoreCheckpointEntries}. Default none.
+   */
+  protected checkpointEntries(): NamedStateTensor[] {
+    return [];
+  }
+
+  /** Receives the entries {@link checkpointEntries} wrote (relative names), after the checkpoint was accepted. */
+  protected restoreCheckpointEntries(entries: readonly NamedStateTensor[]): void {
+    void entries;
+  }
+
+  /** Splits and checks a checkpoint (see {@link setWeights}); throws before anything is touched. */
+  private checkCheckpoint(
+    where: string,
+    weightValues: readonly NamedStateTensor[],
+  ): { state: NamedStateTensor[]; entries: NamedStateTensor[] } {
+    if (!Array.isArray(weightValues) || weightValues.length === 0) {
+      throw new RangeError(`${where}: the checkpoint is empty; pass what getWeights() returned`);
+    }
+    const headerPrefix = checkpointEntryName(this.statePrefix, '');
+    const byName = new Map(weightValues.slice(1).map((w) => [w.name, w.tensor]));
+    const format = byName.get(`${headerPrefix}format`);
+    if (format === undefined) {
+      throw new RangeError(
+        `${where}: the checkpoint has no '${headerPrefix}format' entry: it is not a ${this.getClassName()} checkpoint, or was written before format ${CHECKPOINT_FORMAT} (which cannot be checked and is not read)`,
+      );
+    }
+    const version = format.dataSync()[0];
+    if (version !== CHECKPOINT_FORMAT) {
+      throw new RangeError(`${where}: the checkpoint is of format ${version}; this version reads format ${CHECKPOINT_FORMAT}`);
+    }
+    const config = byName.get(`${headerPrefix}config`);
+    const saved = config?.dtype === 'string' ? (JSON.parse(String(config.dataSync()[0])) as tf.serialization.ConfigDict) : undefined;
+    if (saved === undefined) throw new RangeError(`${where}: the checkpoint has no '${headerPrefix}config' entry`);
+    const own = JSON.parse(JSON.stringify(this.getConfig())) as tf.serialization.ConfigDict;
+    const differing = [...new Set([...Object.keys(own), ...Object.keys(saved)])].filter(
+      (key) => JSON.stringify(own[key]) !== JSON.stringify(saved[key]),
+    );
+    if (differing.length > 0) {
+      const list = differing.map((key) => `${key}: ${JSON.stringify(saved[key])} in the checkpoint, ${JSON.stringify(own[key])} here`).join('; ');
+      throw new RangeError(`${where}: the checkpoint was written by an optimizer configured differently (${list})`);
+    }
+    const state: NamedStateTensor[] = [];
+    const entries: NamedStateTensor[] = [];
+    for (const w of weightValues.slice(1)) {
+      if (w.name.startsWith(headerPrefix)) {
+        entries.push({ name: w.name.slice(headerPrefix.length), tensor: w.tensor });
+        continue;
+      }
+      if (w.tensor.dtype !== 'float32') {
+        throw new RangeError(`${where}: checkpoint entry '${w.name}' is ${w.tensor.dtype}, expected float32`);
+      }
+      if (!allFinite(w.tensor)) throw new RangeError(`${where}: checkpoint entry '${w.name}' holds NaN or Inf`);
+      state.push(w);
+    }
+    return { state, entries: entries.filter((e) => e.name !== 'format' && e.name !== 'config') };
   }
 
   /** The adapter has no hyperparameters of its own; subclasses report theirs. */
@@ -168,6 +268,7 @@ export class TransformOptimizer<S> extends tf.Optimizer {
   /** Frees the state. */
   override dispose(): void {
     this.disposeState();
+    this.lastParams = undefined;
     super.dispose();
   }
 
@@ -179,16 +280,21 @@ export class TransformOptimizer<S> extends tf.Optimizer {
   }
 
   private initialState(params: Record<string, tf.Variable>): S {
-    const fresh = this.transform.init(params);
     const pending = this.pendingWeights;
-    if (pending === undefined) return fresh;
+    if (pending === undefined) return this.transform.init(params);
+    // On a mismatch this throws and keeps the checkpoint pending: nothing is lost, and no step
+    // runs from a fresh state by accident.
+    const restored = this.restoredState(params, pending);
+    tf.dispose(pending.map((w) => w.tensor));
+    this.pendingWeights = undefined;
+    return restored;
+  }
+
+  /** The state rebuilt from checkpoint entries, on a fresh state of these parameters as the template. */
+  private restoredState(params: Record<string, tf.Variable>, weights: readonly NamedStateTensor[]): S {
+    const fresh = this.transform.init(params);
     try {
-      // On a mismatch this throws and keeps the checkpoint pending: nothing is lost, and no step
-      // runs from a fresh state by accident.
-      const restored = restoreState(fresh, pending, this.statePrefix, this.ioOptions);
-      tf.dispose(pending.map((w) => w.tensor));
-      this.pendingWeights = undefined;
-      return restored;
+      return restoreState(fresh, weights, this.statePrefix, this.ioOptions);
     } finally {
       tf.dispose(flattenState(fresh, '', this.ioOptions).map((w) => w.tensor));
     }

@@ -84,10 +84,24 @@ export function checkVector(where: string, name: string, t: unknown, d: number):
  * `Σ 0·tᵢ` is 0 exactly when no entry is NaN or ±Inf.
  */
 export function allFinite(t: tf.Tensor): boolean {
-  const probe = tf.tidy(() => tf.sum(tf.mul(t, tf.scalar(0, t.dtype))));
-  const value = probe.dataSync()[0] as number;
-  probe.dispose();
-  return value === 0;
+  const flag = finiteFlag([t]);
+  const value = flag.dataSync()[0] as number;
+  flag.dispose();
+  return value === 1;
+}
+
+/**
+ * Whether every entry of every tensor is finite, as a bool scalar that stays on the device
+ * (nothing is read back): `Σ 0·xᵢ` is 0 exactly when no entry is NaN or ±Inf. True for an empty
+ * list. The tensors are not disposed.
+ */
+export function finiteFlag(tensors: readonly tf.Tensor[]): tf.Scalar {
+  return tf.tidy(() => {
+    if (tensors.length === 0) return tf.scalar(true, 'bool');
+    const probes = tensors.map((t) => tf.sum(tf.mul(t, tf.scalar(0, t.dtype))));
+    const total = probes.length === 1 ? (probes[0] as tf.Scalar) : tf.addN(probes.map((p) => tf.cast(p, 'float32')));
+    return tf.equal(total, tf.scalar(0, total.dtype));
+  });
 }
 
 /** Throws a `RangeError` when `t` holds NaN or ±Inf (see {@link allFinite}). */

@@ -58,10 +58,10 @@ export class KfacOptimizer extends SecondOrderOptimizer<KfacOptions, ResolvedKfa
     super(target, options, KFAC_METHOD);
   }
 
-  /** Totals since the start: factor and inverse updates, failed inversions, rejected factors, skipped steps. */
-  get totals(): KfacPreconditionerState['totals'] & { skippedSteps: number } {
+  /** Totals since the start: factor and inverse updates, failed inversions, rejected factors, refused steps. */
+  get totals(): KfacPreconditionerState['totals'] & { skippedSteps: number; refusedResults: number } {
     const totals = this.preconditionerState?.totals ?? { factorUpdates: 0, inverseUpdates: 0, failedInversions: 0, rejectedFactors: 0 };
-    return { ...totals, skippedSteps: this.skippedSteps };
+    return { ...totals, skippedSteps: this.skippedSteps, refusedResults: this.refusedResults };
   }
 }
 

@@ -78,9 +78,18 @@ export abstract class SecondOrderOptimizer<
     return state === undefined ? null : this.composed.metrics(state);
   }
 
-  /** Steps skipped because their gradients held NaN or Inf. */
+  /** Steps refused: their gradients held NaN or Inf, or their result would have (see `refusedResults`). */
   get skippedSteps(): number {
     return this.currentState?.skippedSteps ?? 0;
+  }
+
+  /**
+   * Steps refused although their gradients were finite, because they would have written NaN or
+   * Inf into the weights or the state (e.g. a KL-clip factor or Adam's second moment overflowing
+   * on a huge but finite batch); included in `skippedSteps`.
+   */
+  get refusedResults(): number {
+    return this.currentState?.refusedResults ?? 0;
   }
 
   /** The preconditioner's part of the state, or undefined before the first step. */

@@ -102,11 +102,19 @@ export class MkorOptimizer extends CaptureOptimizer<MkorState> {
     return state === undefined ? -1 : this.mkorTransform.switchedAtStep(state);
   }
 
-  /** Totals since the start: factor updates, stabiliser firings, factor resets, skipped steps. */
-  get totals(): MkorPreconditionerState['totals'] & { skippedSteps: number } {
+  /**
+   * Totals since the start: factor updates, stabiliser firings, factor resets, and refused steps:
+   * `skippedSteps` counts every step refused (non-finite gradients, or a result that would have
+   * written NaN or Inf into the weights or the state), `refusedResults` the second kind alone.
+   */
+  get totals(): MkorPreconditionerState['totals'] & { skippedSteps: number; refusedResults: number } {
     const state = this.currentState;
     const totals = state === undefined ? null : this.mkorTransform.preconditionerState(state)?.totals;
-    return { ...(totals ?? { factorUpdates: 0, stabilizerFirings: 0, factorResets: 0 }), skippedSteps: state?.skippedSteps ?? 0 };
+    return {
+      ...(totals ?? { factorUpdates: 0, stabilizerFirings: 0, factorResets: 0 }),
+      skippedSteps: state?.skippedSteps ?? 0,
+      refusedResults: state?.refusedResults ?? 0,
+    };
   }
 }
 
