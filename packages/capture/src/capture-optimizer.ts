@@ -26,6 +26,74 @@ export function isCaptureRegistry(target: unknown): target is CaptureRegistry {
 }
 
 /**
+ * Every trainable variable of a registry's model by its place, `<layer>/kernel`, `<layer>/bias`
+ * (second-order layers) or `<layer>/<index>` (first-order layers): names that survive saving and
+ * loading a model, while variable names may not.
+ */
+function variablePlaces(capture: CaptureRegistry): Map<string, string> {
+  const places = new Map<string, string>();
+  for (const layer of capture.secondOrder) {
+    places.set(`${layer.name}/kernel`, layer.kernelName);
+    if (layer.biasName !== undefined) places.set(`${layer.name}/bias`, layer.biasName);
+  }
+  for (const layer of capture.firstOrder) layer.variables.forEach((name, i) => places.set(`${layer.name}/${i}`, name));
+  return places;
+}
+
+/**
+ * A registry that forwards to one bound later: what an optimizer holds before it has a model
+ * (rebuilt by `tf.loadLayersModel` from a saved configuration) until `attach(model)`. Before
+ * then, reading it throws an error saying so; releasing it does nothing.
+ */
+class AttachedCapture implements CaptureRegistry {
+  private target: CaptureRegistry | undefined;
+
+  constructor(private readonly where: string) {}
+
+  get bound(): boolean {
+    return this.target !== undefined;
+  }
+
+  bind(registry: CaptureRegistry): void {
+    this.target = registry;
+  }
+
+  private get registry(): CaptureRegistry {
+    if (this.target === undefined) {
+      throw new Error(
+        `${this.where}: no model is attached. An optimizer rebuilt from a saved model (tf.loadLayersModel) ` +
+          'cannot see that model: call optimizer.attach(model) before training',
+      );
+    }
+    return this.target;
+  }
+
+  get secondOrder(): CaptureRegistry['secondOrder'] {
+    return this.registry.secondOrder;
+  }
+
+  get firstOrder(): CaptureRegistry['firstOrder'] {
+    return this.registry.firstOrder;
+  }
+
+  describe(): string {
+    return this.registry.describe();
+  }
+
+  layerForVariable(variableName: string): ReturnType<CaptureRegistry['layerForVariable']> {
+    return this.registry.layerForVariable(variableName);
+  }
+
+  statistics(layerName: string): LayerStatistics | undefined {
+    return this.registry.statistics(layerName);
+  }
+
+  release(): void {
+    this.target?.release();
+  }
+}
+
+/**
  * The base of every second-order `tf.Optimizer` that reads captured statistics (MKOR, KFAC,
  * Eva): a {@link TransformOptimizer} that owns or borrows a {@link CaptureRegistry} and hands
  * the latest statistics of every second-order layer to each step as
@@ -36,12 +104,16 @@ export function isCaptureRegistry(target: unknown): target is CaptureRegistry {
  *   `dispose`, undoes the preparation and frees the statistics.
  * - Given a registry (from `prepareModel` or `createCapture`), it uses it and leaves it to the
  *   caller on `dispose`.
+ * - Given `undefined` (what a subclass's `fromConfig` does when `tf.loadLayersModel` rebuilds the
+ *   optimizer of a model saved with `includeOptimizer: true`), it has no model until
+ *   {@link CaptureOptimizer.attach}; a step before that throws an error saying so.
  *
- * The transform is built by `createTransform(capture)` once the capture exists; it should read
+ * The transform is built by `createTransform(capture)` at construction; it must read
  * `capture.secondOrder` lazily (at its first `init`), since `createCapture`'s layers register
- * during the first forward pass. If `createTransform` throws, a preparation done here is undone
- * before the error propagates. A data-parallel trainer passes all-reduced statistics through
- * `applyGradientsWithContext(grads, { extras: { statistics } })`, which replace the captured ones.
+ * during the first forward pass and an attached model comes later. If `createTransform` throws,
+ * a preparation done here is undone before the error propagates. A data-parallel trainer passes
+ * all-reduced statistics through `applyGradientsWithContext(grads, { extras: { statistics } })`,
+ * which replace the captured ones.
  */
 export class CaptureOptimizer<S> extends TransformOptimizer<S> {
   /** The name tfjs serialisation knows this class by. */
@@ -51,33 +123,56 @@ export class CaptureOptimizer<S> extends TransformOptimizer<S> {
 
   /** Which layers are second-order, and their captured statistics. */
   readonly capture: CaptureRegistry;
+  /** The same object as {@link capture}, with the binding of a model attached later. */
+  private readonly attached: AttachedCapture;
   /** Whether this optimizer prepared the model itself (and so undoes that on dispose). */
-  private readonly ownsCapture: boolean;
+  private ownsCapture = false;
   /** What {@link getConfig} reports. */
   private readonly config: tf.serialization.ConfigDict;
   /** Per layer: the source `step` of the statistics seen last, and the serial given to them. */
   private readonly serials = new Map<string, { source: number; serial: number }>();
+  /** The variable names of the last checkpoint restored, by place (see {@link checkpointEntries}). */
+  private readonly savedVariables = new Map<string, string>();
 
   constructor(
-    target: PreparableModel | CaptureRegistry,
-    prepareOptions: PrepareModelOptions,
+    target: PreparableModel | CaptureRegistry | undefined,
+    private readonly prepareOptions: PrepareModelOptions,
     createTransform: (capture: CaptureRegistry) => Transform<S>,
     adapterOptions: CaptureOptimizerOptions = {},
   ) {
-    const borrowed = isCaptureRegistry(target);
-    const capture = borrowed ? target : prepareModel(target, prepareOptions);
+    const attached = new AttachedCapture(new.target.className);
+    let owned = false;
+    if (target !== undefined) {
+      owned = !isCaptureRegistry(target);
+      attached.bind(isCaptureRegistry(target) ? target : prepareModel(target, prepareOptions));
+    }
     let transform: Transform<S>;
     try {
-      transform = createTransform(capture);
+      transform = createTransform(attached);
     } catch (error) {
-      if (!borrowed) capture.release();
+      if (owned) attached.release();
       throw error;
     }
     const { config = {}, ...transformOptimizerOptions } = adapterOptions;
     super(transform, transformOptimizerOptions);
-    this.capture = capture;
-    this.ownsCapture = !borrowed;
+    this.capture = attached;
+    this.attached = attached;
+    this.ownsCapture = owned;
     this.config = config;
+  }
+
+  /**
+   * Gives an optimizer built without a model its model (or a registry): after
+   * `const model = await tf.loadLayersModel(url)`, call `(model.optimizer as MkorOptimizer).attach(model)`;
+   * training then continues from the state the saved model carried. A model is prepared here (and
+   * released on `dispose`). Throws when a model is attached already.
+   */
+  attach(target: PreparableModel | CaptureRegistry): this {
+    if (this.attached.bound) throw new Error(`${this.getClassName()}.attach: a model is attached already`);
+    const borrowed = isCaptureRegistry(target);
+    this.attached.bind(borrowed ? target : prepareModel(target, this.prepareOptions));
+    this.ownsCapture = !borrowed;
+    return this;
   }
 
   /** The hyperparameters given as `config` to the constructor (a copy; `{}` when none were). */
@@ -126,18 +221,46 @@ export class CaptureOptimizer<S> extends TransformOptimizer<S> {
     return out;
   }
 
-  /** The statistics serial of every layer seen, as `statistics/<layer>` int32 scalars. */
+  /**
+   * Entries of every checkpoint besides the state: the statistics serial of every layer seen
+   * (`statistics/<layer>`, int32), and the name of every variable under its place in the model
+   * (`variables/<layer>/<kernel | bias | index>`, a string), by which a restore maps the state of
+   * a variable to the variable now in that place.
+   */
   protected override checkpointEntries(): NamedStateTensor[] {
-    return [...this.serials].map(([name, { serial }]) => ({ name: `statistics/${name}`, tensor: tf.scalar(serial, 'int32') }));
+    const serials = [...this.serials].map(([name, { serial }]) => ({ name: `statistics/${name}`, tensor: tf.scalar(serial, 'int32') }));
+    const variables = [...variablePlaces(this.capture)].map(([place, name]) => ({ name: `variables/${place}`, tensor: tf.scalar(name, 'string') }));
+    return [...serials, ...variables];
   }
 
-  /** Continues every layer's statistics serial after the saved one. */
+  /** Continues every layer's statistics serial after the saved one; remembers the saved variable names. */
   protected override restoreCheckpointEntries(entries: readonly NamedStateTensor[]): void {
     this.serials.clear();
+    this.savedVariables.clear();
     for (const { name, tensor } of entries) {
-      if (!name.startsWith('statistics/')) continue;
-      this.serials.set(name.slice('statistics/'.length), { source: Number.NaN, serial: tensor.dataSync()[0] as number });
+      if (name.startsWith('statistics/')) {
+        this.serials.set(name.slice('statistics/'.length), { source: Number.NaN, serial: tensor.dataSync()[0] as number });
+      } else if (name.startsWith('variables/')) {
+        this.savedVariables.set(name.slice('variables/'.length), String(tensor.dataSync()[0]));
+      }
     }
+  }
+
+  /**
+   * A state entry's name with each saved variable name replaced by the name of the variable now in
+   * the same place of the model (they differ for a model loaded in the process that saved it).
+   */
+  protected override checkpointEntryName(savedName: string): string {
+    if (this.savedVariables.size === 0) return savedName;
+    const current = variablePlaces(this.capture);
+    for (const [place, saved] of this.savedVariables) {
+      const now = current.get(place);
+      if (now === undefined || now === saved) continue;
+      if (savedName.endsWith(`/${saved}`)) return `${savedName.slice(0, -saved.length)}${now}`;
+      const inner = savedName.indexOf(`/${saved}/`);
+      if (inner >= 0) return `${savedName.slice(0, inner + 1)}${now}${savedName.slice(inner + 1 + saved.length)}`;
+    }
+    return savedName;
   }
 
   /**

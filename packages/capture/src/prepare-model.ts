@@ -380,7 +380,10 @@ export function prepareModel(model: LayersModel, options: PrepareModelOptions = 
         firstOrder('excluded by options.include');
       } else {
         if (preparedLayers.has(layer)) {
-          throw new Error(`${where}: layer '${name}' is already prepared by another registry; release() that one first`);
+          throw new Error(
+            `${where}: layer '${name}' is already prepared by another registry (e.g. of an optimizer built on this model that was not disposed); ` +
+              'dispose() that optimizer (clone what you keep of its getWeights() first) or release() that registry first',
+          );
         }
         state.addSecondOrder(described);
         toWrap.push({ layer, name, kind: classification.kind });

@@ -17,6 +17,7 @@ export {
   checkRank,
   checkSpatialPair,
   checkSquareMatrix,
+  checkLayerCoverage,
   checkVector,
   finiteFlag,
 } from './validation';

@@ -143,6 +143,39 @@ describe('TransformOptimizer', () => {
     w.dispose();
   });
 
+  it('frees what the forward pass saved for the backward pass when the loss function throws', () => {
+    const w = tf.variable(tf.tensor2d([[1, 2], [3, 4]]), true, 'transform-optimizer-w8');
+    const optimizer = new TransformOptimizer(chain(momentum(), scaleBy(-0.1)));
+    const x = tf.ones([3, 2]);
+    const throwing = (): tf.Scalar => {
+      tf.sum(tf.relu(tf.matMul(x, w)));
+      throw new Error('the loss failed after the forward pass');
+    };
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) expect(() => optimizer.minimize(throwing)).toThrow(/the loss failed/);
+    // tfjs alone keeps the tensors its kernels saved for backprop (here 3 per call).
+    expect(tf.memory().numTensors).toBe(before);
+    optimizer.minimize(() => tf.sum(tf.matMul(x, w)) as tf.Scalar);
+    optimizer.dispose();
+    tf.dispose([x, w]);
+  });
+
+  it('keeps what getWeights returns its own: repeated saves leak nothing, a disposed entry is named', async () => {
+    const w = tf.variable(tf.tensor1d([0.5, 0.5, 0.5]), true, 'transform-optimizer-w9');
+    const optimizer = new TransformOptimizer(chain(momentum(), scaleBy(-0.1)));
+    optimizer.minimize(loss(w));
+    await optimizer.getWeights();
+    const settled = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) await optimizer.getWeights();
+    expect(tf.memory().numTensors).toBe(settled);
+    const weights = await optimizer.getWeights();
+    const fresh = new TransformOptimizer(chain(momentum(), scaleBy(-0.1)));
+    optimizer.dispose();
+    await expect(fresh.setWeights(weights)).rejects.toThrow(/setWeights: checkpoint entry 'iter' was disposed: .* clone them to keep them/);
+    fresh.dispose();
+    w.dispose();
+  });
+
   it('refuses what is not a transform', () => {
     expect(() => new TransformOptimizer({} as never)).toThrow(/expected a Transform/);
   });

@@ -17,6 +17,23 @@ function checkpointEntryName(prefix: string, key: string): string {
   return `${prefix}/checkpoint/${key}`;
 }
 
+/** The part of tfjs's engine state that records a gradient tape (not in its public types). */
+interface TapeState {
+  gradientDepth: number;
+  activeTape: { saved?: tf.Tensor[] }[] | null;
+}
+
+/**
+ * Frees the tensors a gradient tape saved for a backward pass that will not run (its forward pass
+ * threw); only for the outermost tape, which no enclosing gradient computation still needs.
+ */
+function freeAbandonedTape(): void {
+  const state = (tf.engine() as unknown as { state: TapeState }).state;
+  if (state.gradientDepth !== 0 || state.activeTape === null) return;
+  for (const node of state.activeTape) tf.dispose(node.saved ?? []);
+  state.activeTape = [];
+}
+
 /** Options of {@link TransformOptimizer}. */
 export interface TransformOptimizerOptions {
   /** Read the loss back on every `minimize` and pass it as `context.loss` (the hybrid switch needs it). */
@@ -53,6 +70,8 @@ export class TransformOptimizer<S> extends tf.Optimizer {
   private state: S | undefined;
   private pendingWeights: NamedStateTensor[] | undefined;
   private lastLoss: number | undefined;
+  /** The tensors the latest `getWeights` made (not state), freed by the next one or `dispose`. */
+  private issued: tf.Tensor[] = [];
   /** The variables of the latest step: a checkpoint restored after one is rebuilt at once. */
   private lastParams: Record<string, tf.Variable> | undefined;
   private readonly ioOptions: { exclude?: (path: string) => boolean };
@@ -73,6 +92,21 @@ export class TransformOptimizer<S> extends tf.Optimizer {
   /** The transform's current state (undefined before the first step). */
   get currentState(): S | undefined {
     return this.state;
+  }
+
+  /**
+   * As `tf.Optimizer.computeGradients`, without its leak when `f` throws: tfjs keeps copies of the
+   * tensors each kernel of the forward pass saves for the backward pass, and frees them only after
+   * a backward pass, so a loss function that throws (or a layer refusing its input, e.g. a batch
+   * without rows) leaked them on every call. They are freed here before the error propagates.
+   */
+  override computeGradients(f: () => tf.Scalar, varList?: tf.Variable[]): { value: tf.Scalar; grads: tf.NamedTensorMap } {
+    try {
+      return super.computeGradients(f, varList);
+    } catch (error) {
+      freeAbandonedTape();
+      throw error;
+    }
   }
 
   /** As `tf.Optimizer.minimize`, also reading the loss back when `readsLoss` is set. */
@@ -152,10 +186,11 @@ export class TransformOptimizer<S> extends tf.Optimizer {
    * The state as named tensors, for checkpoints and `model.save`: `iter` first, then
    * `<prefix>/checkpoint/format` ({@link CHECKPOINT_FORMAT}), `<prefix>/checkpoint/config` (the
    * JSON of {@link getConfig}, a string tensor), the entries a subclass adds
-   * ({@link checkpointEntries}), then the state. The state's own tensors are returned, not copies
-   * (as tfjs's optimizers do): they stay valid until the next step or `dispose`, so clone them to
-   * keep them past either; the other entries are new tensors the caller owns. `setWeights` copies
-   * what it keeps.
+   * ({@link checkpointEntries}), then the state. Every tensor returned stays the optimizer's, as
+   * with tfjs's optimizers: the state's own tensors (not copies) until the next step, the others
+   * until the next `getWeights`, and all of them until `dispose`. To keep a checkpoint past those,
+   * clone it: `(await optimizer.getWeights()).map((w) => ({ name: w.name, tensor: tf.clone(w.tensor) }))`.
+   * `setWeights` copies what it keeps.
    */
   override async getWeights(): Promise<NamedStateTensor[]> {
     const iterations = await this.saveIterations();
@@ -165,7 +200,12 @@ export class TransformOptimizer<S> extends tf.Optimizer {
       ...this.checkpointEntries().map((e) => ({ name: checkpointEntryName(this.statePrefix, e.name), tensor: e.tensor })),
     ];
     const state = this.state === undefined ? (this.pendingWeights ?? []) : flattenState(this.state, this.statePrefix, this.ioOptions);
-    return [iterations, ...header, ...state];
+    const weights = [iterations, ...header, ...state];
+    // The tensors made for this call stay the optimizer's (model.save does not free them).
+    const own = new Set([...tensorsIn(this.state), ...(this.pendingWeights ?? []).map((w) => w.tensor)].map((t) => t.id));
+    tf.dispose(this.issued);
+    this.issued = weights.map((w) => w.tensor).filter((t) => !own.has(t.id));
+    return weights;
   }
 
   /**
@@ -221,6 +261,13 @@ export class TransformOptimizer<S> extends tf.Optimizer {
     if (!Array.isArray(weightValues) || weightValues.length === 0) {
       throw new RangeError(`${where}: the checkpoint is empty; pass what getWeights() returned`);
     }
+    const disposed = weightValues.find((w) => w.tensor.isDisposed);
+    if (disposed !== undefined) {
+      throw new RangeError(
+        `${where}: checkpoint entry '${disposed.name}' was disposed: getWeights() returns the optimizer's own tensors, ` +
+          'which a step, the next getWeights() or dispose() frees; clone them to keep them (tf.clone)',
+      );
+    }
     const headerPrefix = checkpointEntryName(this.statePrefix, '');
     const byName = new Map(weightValues.slice(1).map((w) => [w.name, w.tensor]));
     const format = byName.get(`${headerPrefix}format`);
@@ -268,6 +315,8 @@ export class TransformOptimizer<S> extends tf.Optimizer {
   /** Frees the state. */
   override dispose(): void {
     this.disposeState();
+    tf.dispose(this.issued);
+    this.issued = [];
     this.lastParams = undefined;
     super.dispose();
   }
@@ -290,11 +339,21 @@ export class TransformOptimizer<S> extends tf.Optimizer {
     return restored;
   }
 
+  /**
+   * The name a checkpoint entry has in this optimizer, given its name when saved. Default the
+   * same; a subclass that knows the model maps saved variable names to the current ones (a model
+   * loaded in the same process gets new unique variable names).
+   */
+  protected checkpointEntryName(savedName: string): string {
+    return savedName;
+  }
+
   /** The state rebuilt from checkpoint entries, on a fresh state of these parameters as the template. */
   private restoredState(params: Record<string, tf.Variable>, weights: readonly NamedStateTensor[]): S {
     const fresh = this.transform.init(params);
     try {
-      return restoreState(fresh, weights, this.statePrefix, this.ioOptions);
+      const renamed = weights.map((w) => ({ name: this.checkpointEntryName(w.name), tensor: w.tensor }));
+      return restoreState(fresh, renamed, this.statePrefix, this.ioOptions);
     } finally {
       tf.dispose(flattenState(fresh, '', this.ioOptions).map((w) => w.tensor));
     }

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 
-import { allFinite, checkFinite, checkNumber, checkOneOf, checkSpatialPair, checkSquareMatrix, checkVector } from './validation';
+import { allFinite, checkFinite, checkLayerCoverage, checkNumber, checkOneOf, checkSpatialPair, checkSquareMatrix, checkVector } from './validation';
 
 describe('validation', () => {
   it('checks numbers against bounds', () => {
@@ -48,5 +48,15 @@ describe('checkSpatialPair', () => {
     expect(() => checkSpatialPair('f', 'strides', [1, 2, 3])).toThrow('f: strides must be a number or a pair [height, width], got [1,2,3]');
     expect(() => checkSpatialPair('f', 'kernelSize', [0, 2])).toThrow(/kernelSize\[0\] must be an integer in \[1, ∞\)/);
     expect(() => checkSpatialPair('f', 'kernelSize', 1.5)).toThrow(/kernelSize\[0\]/);
+  });
+});
+
+describe('checkLayerCoverage', () => {
+  it('refuses layers without state and statistics of layers not preconditioned, naming them', () => {
+    expect(() => checkLayerCoverage('p', ['a', 'b'], { a: {}, b: {} }, { a: {}, c: undefined })).not.toThrow();
+    expect(() => checkLayerCoverage('p', ['a', 'b'], { a: {} }, {})).toThrow(/p: layer 'b' has no state: it was not known when the state was initialised/);
+    expect(() => checkLayerCoverage('p', [], {}, { hidden: {} })).toThrow(
+      /p: statistics came for layer 'hidden', which is not among the layers it preconditions \(none\)/,
+    );
   });
 });

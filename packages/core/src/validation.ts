@@ -125,3 +125,33 @@ export function checkSpatialPair(where: string, name: string, value: unknown): [
     checkNumber(where, `${name}[1]`, pair[1], { min: 1, integer: true }),
   ];
 }
+
+/**
+ * Checks that a preconditioner's state and the statistics of a step cover the same layers as the
+ * preconditioner: every layer it preconditions has state (a layer registered after `init`, e.g. by
+ * `createCapture` on the first forward pass, has none), and every layer with statistics is one it
+ * preconditions (otherwise that layer's gradients would silently go to the backend alone).
+ * Throws a `RangeError` naming `where` and the layer.
+ */
+export function checkLayerCoverage(
+  where: string,
+  layerNames: readonly string[],
+  state: Readonly<Record<string, unknown>>,
+  statistics: Readonly<Record<string, unknown>>,
+): void {
+  const missing = layerNames.find((name) => state[name] === undefined);
+  if (missing !== undefined) {
+    throw new RangeError(
+      `${where}: layer '${missing}' has no state: it was not known when the state was initialised ` +
+        '(createCapture registers layers during the first forward pass: run one before init)',
+    );
+  }
+  const known = new Set(layerNames);
+  const stray = Object.keys(statistics).find((name) => statistics[name] !== undefined && !known.has(name));
+  if (stray !== undefined) {
+    throw new RangeError(
+      `${where}: statistics came for layer '${stray}', which is not among the layers it preconditions ` +
+        `(${layerNames.length === 0 ? 'none' : layerNames.join(', ')}); give the layers as a function (() => capture.secondOrder) and init after the first forward pass`,
+    );
+  }
+}

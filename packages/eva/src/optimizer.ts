@@ -43,8 +43,17 @@ export class EvaOptimizer extends SecondOrderOptimizer<EvaOptions, ResolvedEvaOp
     return 'EvaOptimizer';
   }
 
-  constructor(target: PreparableModel | CaptureRegistry, options: EvaOptimizerOptions = {}) {
+  /**
+   * @param target - the model to train (prepared here), a capture registry, or `undefined` for an
+   *   optimizer that gets its model later with `attach(model)` (see `CaptureOptimizer`).
+   */
+  constructor(target: PreparableModel | CaptureRegistry | undefined, options: EvaOptimizerOptions = {}) {
     super(target, options, EVA_METHOD);
+  }
+
+  /** Totals since the start: refused steps (`skippedSteps`), and among them `refusedResults`. */
+  get totals(): { skippedSteps: number; refusedResults: number } {
+    return { skippedSteps: this.skippedSteps, refusedResults: this.refusedResults };
   }
 }
 

@@ -1,5 +1,5 @@
 import type { LayerStatistics, SecondOrderLayer, StatisticsByLayer } from '@mkor/capture';
-import { type TensorMap, type Transform, checkNumber } from '@mkor/core';
+import { type TensorMap, type Transform, checkLayerCoverage, checkNumber } from '@mkor/core';
 import type { LayerSource, ResolvedSecondOrderOptions, SecondOrderOptions, SecondOrderStepMetrics } from '@mkor/kfac';
 import { checkStatistics, foldedInputSize, lazyLayers, outputGradientCount, preconditionLayers, resolveSecondOrderOptions } from '@mkor/kfac';
 import * as tf from '@tensorflow/tfjs-core';
@@ -119,6 +119,7 @@ export function evaPreconditioner(layers: LayerSource, options: EvaOptions = {})
     update: (gradients: TensorMap, state, context) => {
       const list = layersOf();
       const statistics = (context?.extras?.statistics ?? {}) as StatisticsByLayer;
+      checkLayerCoverage(WHERE, list.map((layer) => layer.name), state.layers, statistics);
       const factorStart = performance.now();
       const layerStates: Record<string, EvaLayerState> = { ...state.layers };
       for (const layer of list) {

@@ -15,8 +15,8 @@ export type {
   TraceMomentumOptions,
   TraceMomentumState,
 } from './transforms';
-export { adam, adamw, lamb, sgd } from './optimizers';
-export type { AdamOptions, AdamwOptions, LambOptions, Optimizer, SgdOptions } from './optimizers';
+export { adam, adamw, firstOrderFromConfig, lamb, sgd } from './optimizers';
+export type { AdamOptions, AdamwOptions, FirstOrderConfig, FirstOrderName, LambOptions, Optimizer, SgdOptions } from './optimizers';
 export { applyUpdates } from './apply-updates';
-export { DEFAULT_LEARNING_RATE, resolveBackend } from './backend';
-export type { BackendOptions, ResolvedBackend } from './backend';
+export { DEFAULT_LEARNING_RATE, backendFromConfig, notRebuildable, resolveBackend } from './backend';
+export type { BackendOptions, BackendUse, ResolvedBackend } from './backend';

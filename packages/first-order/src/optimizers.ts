@@ -12,13 +12,31 @@ import {
   traceMomentum,
 } from './transforms';
 
+/** The names of the optimizers of this package, as {@link FirstOrderConfig} records them. */
+export type FirstOrderName = 'sgd' | 'adam' | 'adamw' | 'lamb';
+
+/**
+ * What a named optimizer was built with, as plain JSON (for `getConfig` and saved models): its
+ * name and its options. Only optimizers whose options are all numbers and booleans have one (a
+ * schedule or a mask is a function, which a configuration cannot hold).
+ */
+export type FirstOrderConfig = {
+  readonly name: FirstOrderName;
+  readonly options: Readonly<Record<string, number | boolean>>;
+};
+
 /**
  * A named optimizer: a chain whose final updates are added to the parameters (`w ← w + u`).
  * Its state is the array of its parts' states, in the order each optimizer's TSDoc lists them
  * (plain tensors and numbers, so it checkpoints with `flattenState` from `@mkor/core`). It is
  * typed `unknown` so that every optimizer fits wherever a `Transform<unknown>` backend is expected.
+ * It carries its learning rate (the one source of it for an optimizer that uses this one as its
+ * backend, e.g. KFAC's KL-clip) and its {@link FirstOrderConfig}, or null when it has none.
  */
-export type Optimizer = Transform<unknown>;
+export type Optimizer = Transform<unknown> & {
+  readonly learningRate: Hyperparameter;
+  readonly config: FirstOrderConfig | null;
+};
 
 // Transform<S> is invariant in S, so a list of differently typed parts needs `any`.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -27,8 +45,33 @@ type AnyTransform = Transform<any>;
 const NON_NEGATIVE = { min: 0 } as const;
 const MOMENTUM = { min: 0, max: 1, maxExclusive: true } as const;
 
-function chainParts(parts: AnyTransform[]): Optimizer {
-  return chain(...parts) as Optimizer;
+/** The chain of `parts`, carrying the learning rate and the configuration of `name` with `options`. */
+function named(name: FirstOrderName, options: object, learningRate: Hyperparameter, parts: AnyTransform[]): Optimizer {
+  const values = Object.entries(options).filter(([, value]) => value !== undefined);
+  const serialisable = values.every(([, value]) => typeof value === 'number' || typeof value === 'boolean');
+  const config = serialisable ? { name, options: Object.fromEntries(values) as Record<string, number | boolean> } : null;
+  return { ...(chain(...parts) as Transform<unknown>), learningRate, config };
+}
+
+/**
+ * Rebuilds a named optimizer from its {@link FirstOrderConfig} (e.g. one read from a saved model's
+ * `getConfig`): `adam({ learningRate: 1e-3 })` gives back an equal `adam({ learningRate: 1e-3 })`.
+ * Throws a `RangeError` for a name this package does not have.
+ */
+export function firstOrderFromConfig(config: FirstOrderConfig): Optimizer {
+  const options = config?.options as never;
+  switch (config?.name) {
+    case 'sgd':
+      return sgd(options);
+    case 'adam':
+      return adam(options);
+    case 'adamw':
+      return adamw(options);
+    case 'lamb':
+      return lamb(options);
+    default:
+      throw new RangeError(`firstOrderFromConfig: no optimizer named ${JSON.stringify(config?.name)} (sgd, adam, adamw, lamb)`);
+  }
 }
 
 /** Whether a weight decay given as an option adds a part to the chain (0 and absent do not). */
@@ -72,7 +115,7 @@ export function sgd(options: SgdOptions): Optimizer {
     throw new RangeError(`${where}: nesterov needs a momentum, got none`);
   }
   parts.push(scaleByLearningRate(learningRate));
-  return chainParts(parts);
+  return named('sgd', options, learningRate, parts);
 }
 
 /** Options of {@link adam}. */
@@ -100,7 +143,7 @@ export function adam(options: AdamOptions): Optimizer {
     parts.push(addDecayedWeights({ weightDecay: options.weightDecay, mask: options.weightDecayMask }));
   }
   parts.push(scaleByAdam(adamOptions), scaleByLearningRate(learningRate));
-  return chainParts(parts);
+  return named('adam', options, learningRate, parts);
 }
 
 /** Options of {@link adamw}. */
@@ -130,7 +173,7 @@ export function adamw(options: AdamwOptions): Optimizer {
     parts.push(addDecayedWeights({ weightDecay, mask: options.weightDecayMask }));
   }
   parts.push(scaleByLearningRate(learningRate));
-  return chainParts(parts);
+  return named('adamw', options, learningRate, parts);
 }
 
 /** Options of {@link lamb}. */
@@ -175,5 +218,5 @@ export function lamb(options: LambOptions): Optimizer {
     }),
     scaleByLearningRate(learningRate),
   );
-  return chainParts(parts);
+  return named('lamb', options, learningRate, parts);
 }

@@ -8,9 +8,9 @@ import { type SecondOrderMethod, SecondOrderOptimizer, type SecondOrderOptimizer
 /** Options of {@link KfacOptimizer}: KFAC's, the backend (default Adam) and `maxDim` (default 4096). */
 export interface KfacOptimizerOptions extends SecondOrderOptimizerOptions<KfacOptions> {
   /**
-   * The learning rate: of the default Adam backend, and `lr` in the KL-clip unless
-   * `learningRate` there is meant otherwise. Default 1e-3. With your own `backend`, set it to
-   * that backend's learning rate.
+   * The learning rate of the default Adam backend, also `lr` in the KL-clip. Default 1e-3. A
+   * backend from `@mkor/first-order` carries its own (the KL-clip uses it; giving this too is
+   * refused); with a backend transform of your own, give that backend's rate here for the KL-clip.
    */
   readonly learningRate?: number;
 }
@@ -54,7 +54,11 @@ export class KfacOptimizer extends SecondOrderOptimizer<KfacOptions, ResolvedKfa
     return 'KfacOptimizer';
   }
 
-  constructor(target: PreparableModel | CaptureRegistry, options: KfacOptimizerOptions = {}) {
+  /**
+   * @param target - the model to train (prepared here), a capture registry, or `undefined` for an
+   *   optimizer that gets its model later with `attach(model)` (see `CaptureOptimizer`).
+   */
+  constructor(target: PreparableModel | CaptureRegistry | undefined, options: KfacOptimizerOptions = {}) {
     super(target, options, KFAC_METHOD);
   }
 

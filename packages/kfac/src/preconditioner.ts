@@ -1,5 +1,5 @@
 import type { LayerStatistics, SecondOrderLayer, StatisticsByLayer } from '@mkor/capture';
-import { type TensorMap, type Transform, checkNumber } from '@mkor/core';
+import { type TensorMap, type Transform, checkLayerCoverage, checkNumber } from '@mkor/core';
 import { dampedInverse } from '@mkor/linalg';
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -234,6 +234,7 @@ export function kfacPreconditioner(layers: LayerSource, options: KfacOptions = {
     update: (gradients: TensorMap, state, context) => {
       const list = layersOf();
       const statistics = (context?.extras?.statistics ?? {}) as StatisticsByLayer;
+      checkLayerCoverage(WHERE, list.map((layer) => layer.name), state.layers, statistics);
       const factorUpdate = state.step % resolved.factorUpdateInterval === 0;
       const inverseUpdate = state.step % resolved.inverseInterval === 0;
       const factorStart = performance.now();

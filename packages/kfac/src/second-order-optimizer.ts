@@ -1,5 +1,5 @@
 import { CaptureOptimizer, type CaptureRegistry, type PrepareModelOptions, type PreparableModel } from '@mkor/capture';
-import { type BackendOptions, resolveBackend } from '@mkor/first-order';
+import { type BackendOptions, type ResolvedBackend, backendFromConfig, resolveBackend } from '@mkor/first-order';
 import type * as tf from '@tensorflow/tfjs-core';
 
 import type {
@@ -50,13 +50,41 @@ export abstract class SecondOrderOptimizer<
   R extends ResolvedSecondOrderOptions,
   P extends { readonly metrics: unknown },
 > extends CaptureOptimizer<SecondOrderState<P>> {
+  /**
+   * Rebuilds an optimizer from its `getConfig`, as `tf.loadLayersModel` does for a model saved with
+   * `includeOptimizer: true`: it has no model until `attach(model)` (see `CaptureOptimizer`), and
+   * `loadLayersModel` has restored its state already. A backend of your own cannot be held by a
+   * configuration: such an optimizer says so at its first step.
+   */
+  static override fromConfig<T extends tf.serialization.Serializable>(
+    cls: tf.serialization.SerializableConstructor<T>,
+    config: tf.serialization.ConfigDict,
+  ): T {
+    // tfjs's deserialisation adds customObjects, which is no option.
+    const { backend, learningRate, maxDim, customObjects: _customObjects, ...methodOptions } = config;
+    const backendConfig = backend as ResolvedBackend['config']['backend'];
+    const where = (cls as unknown as { className: string }).className;
+    const options = {
+      ...methodOptions,
+      backend: backendFromConfig(where, backendConfig),
+      // A named backend carries its learning rate; for one of your own it was given alongside.
+      ...(backendConfig === 'custom' && typeof learningRate === 'number' ? { learningRate } : {}),
+      ...(typeof maxDim === 'number' ? { maxDim } : {}),
+    };
+    return new (cls as unknown as new (target: undefined, options: object) => T)(undefined, options);
+  }
+
   private readonly composed: SecondOrderTransform<P>;
 
-  protected constructor(target: PreparableModel | CaptureRegistry, options: SecondOrderOptimizerOptions<O>, method: SecondOrderMethod<O, R, P>) {
+  /**
+   * @param target - the model to train (prepared here), a capture registry, or `undefined` for an
+   *   optimizer that gets its model later with `attach(model)`.
+   */
+  protected constructor(target: PreparableModel | CaptureRegistry | undefined, options: SecondOrderOptimizerOptions<O>, method: SecondOrderMethod<O, R, P>) {
     // Errors name the optimizer's class, e.g. 'KfacOptimizer: learningRate must be a positive finite number, got 0'.
     const where = new.target.className;
     const { backend, learningRate, maxDim, ...methodOptions } = options;
-    const firstOrder = resolveBackend(where, { backend, learningRate });
+    const firstOrder = resolveBackend(where, { backend, learningRate }, { methodUsesLearningRate: true });
     const preconditionerOptions = { ...methodOptions, learningRate: firstOrder.learningRate } as unknown as O;
     const resolved = method.resolve(preconditionerOptions, where);
     super(

@@ -20,15 +20,15 @@ describe('KfacOptimizer with model.fit on a Fashion-MNIST MLP', () => {
         expect(optimizer.totals).toMatchObject({ factorUpdates: 16, inverseUpdates: 4, failedInversions: 0, rejectedFactors: 0, skippedSteps: 0 });
         // The last step (15) folded in new covariances but did not invert (15 % 4 ≠ 0).
         expect(optimizer.metrics).toMatchObject({ step: 15, factorUpdate: true, inverseUpdate: false });
-        expect(optimizer.getConfig()).toMatchObject({ damping: 0.01, gamma: 0.95, inverseInterval: 4, klClip: 0.001, backend: 'adam', learningRate: 1e-2, maxDim: null });
+        expect(optimizer.getConfig()).toMatchObject({ damping: 0.01, gamma: 0.95, inverseInterval: 4, klClip: 0.001, backend: { name: 'adam', options: { learningRate: 1e-2 } }, learningRate: 1e-2, maxDim: null });
       },
     });
   });
 
-  it('lowers the loss with an SGD backend (KL-clip with the same learning rate)', async () => {
+  it('lowers the loss with an SGD backend (the KL-clip uses its learning rate)', async () => {
     await expectFitLowersLoss(
       data.train,
-      (model) => new KfacOptimizer(model, { backend: sgd({ learningRate: 0.05 }), learningRate: 0.05, damping: 0.01, inverseInterval: 4 }),
+      (model) => new KfacOptimizer(model, { backend: sgd({ learningRate: 0.05 }), damping: 0.01, inverseInterval: 4 }),
       { seed: 11 },
     );
   });
@@ -64,7 +64,8 @@ describe('KfacOptimizer state and memory', () => {
     expectRefusalsBeforePreparing((model, options: KfacOptimizerOptions) => new KfacOptimizer(model, options), prepareModel, [
       [{ damping: -1 }, /KfacOptimizer: damping must be \[0, ∞\)/],
       [{ learningRate: 0 }, /KfacOptimizer: learningRate must be a positive finite number/],
-      [{ backend: {} as never }, /kfac: backend must be a first-order Transform/],
+      [{ backend: {} as never, learningRate: 1e-2 }, /kfac: backend must be a first-order Transform/],
+      [{ backend: sgd({ learningRate: 0.1 }), learningRate: 0.1 }, /KfacOptimizer: learningRate 0.1 was given next to a backend with its own learning rate/],
     ]);
   });
 });

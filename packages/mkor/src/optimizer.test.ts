@@ -1,5 +1,7 @@
 import { prepareModel } from '@mkor/capture';
+import type { Transform } from '@mkor/core';
 import { sgd } from '@mkor/first-order';
+import { lossRateRule } from '@mkor/hybrid-switch';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
@@ -27,12 +29,67 @@ describe('MkorOptimizer options', () => {
     const net = model();
     const before = tf.memory().numTensors;
     const plain = new MkorOptimizer(net);
-    expect(plain.getConfig()).toMatchObject({ preset: 'default', backend: 'adam', learningRate: 1e-3, hybrid: null, maxDim: null });
+    expect(plain.getConfig()).toMatchObject({
+      preset: 'default',
+      backend: { name: 'adam', options: { learningRate: 1e-3 } },
+      learningRate: 1e-3,
+      hybrid: null,
+      maxDim: null,
+    });
     plain.dispose();
-    const custom = new MkorOptimizer(net, { backend: sgd({ learningRate: 0.1 }), learningRate: 0.1, maxDim: 64, gamma: 0.5 });
-    expect(custom.getConfig()).toMatchObject({ gamma: 0.5, backend: 'custom', learningRate: 0.1, hybrid: null, maxDim: 64 });
+    const custom = new MkorOptimizer(net, { backend: sgd({ learningRate: 0.1 }), maxDim: 64, gamma: 0.5 });
+    expect(custom.getConfig()).toMatchObject({ gamma: 0.5, backend: { name: 'sgd', options: { learningRate: 0.1 } }, learningRate: 0.1, hybrid: null, maxDim: 64 });
     custom.dispose();
     expect(tf.memory().numTensors).toBe(before);
+    net.dispose();
+  });
+
+  it('takes the learning rate once: next to a backend, learningRate is refused', () => {
+    const net = model();
+    expect(() => new MkorOptimizer(net, { backend: sgd({ learningRate: 0.1 }), learningRate: 0.1 })).toThrow(
+      /MkorOptimizer: learningRate 0.1 was given next to a backend with its own learning rate \(0.1\); give it once, to the backend/,
+    );
+    const own: Transform<unknown> = { init: () => null, update: (updates, state) => ({ updates, state }) };
+    expect(() => new MkorOptimizer(net, { backend: own, learningRate: 0.1 })).toThrow(/MkorOptimizer: learningRate 0.1 would be unused/);
+    prepareModel(net).release();
+    net.dispose();
+  });
+
+  it('gives MKOR-H a wall clock, so a rule per second works without one', () => {
+    const net = model();
+    const x = tf.ones([8, 4]);
+    const optimizer = new MkorOptimizer(net, { hybrid: { rule: lossRateRule({ window: 2, per: 'second' }) } });
+    for (let i = 0; i < 4; i++) optimizer.minimize(() => tf.mean(tf.square(net.apply(x) as tf.Tensor)) as tf.Scalar);
+    expect(optimizer.iterations).toBe(4);
+    optimizer.dispose();
+    tf.dispose(x);
+    net.dispose();
+  });
+
+  it('is rebuilt from its configuration without a model, and says so until a model is attached', () => {
+    const net = model();
+    const x = tf.ones([8, 4]);
+    const loss = () => tf.mean(tf.square(net.apply(x) as tf.Tensor)) as tf.Scalar;
+    const original = new MkorOptimizer(net, { backend: sgd({ learningRate: 0.1, momentum: 0.9 }), preset: 'reference' });
+    const config = JSON.parse(JSON.stringify(original.getConfig())) as tf.serialization.ConfigDict;
+    original.dispose();
+    const rebuilt = MkorOptimizer.fromConfig(MkorOptimizer, config) as MkorOptimizer;
+    expect(rebuilt.getConfig()).toEqual(config);
+    expect(() => rebuilt.minimize(loss)).toThrow(/MkorOptimizer: no model is attached.*call optimizer.attach\(model\)/);
+    rebuilt.attach(net);
+    expect(() => rebuilt.attach(net)).toThrow(/MkorOptimizer.attach: a model is attached already/);
+    rebuilt.minimize(loss);
+    expect(rebuilt.totals.factorUpdates).toBe(1);
+    rebuilt.dispose();
+    // A backend of your own cannot be saved: the rebuilt optimizer says what to do at its first step.
+    const own: Transform<unknown> = { init: () => null, update: (updates, state) => ({ updates, state }) };
+    const custom = new MkorOptimizer(net, { backend: own });
+    const customConfig = custom.getConfig();
+    custom.dispose();
+    const unsaved = (MkorOptimizer.fromConfig(MkorOptimizer, customConfig) as MkorOptimizer).attach(net);
+    expect(() => unsaved.minimize(loss)).toThrow(/cannot hold a backend transform of your own; build the optimizer yourself/);
+    unsaved.dispose();
+    tf.dispose(x);
     net.dispose();
   });
 });

@@ -4,7 +4,7 @@ import {
   type PrepareModelOptions,
   type PreparableModel as CapturePreparableModel,
 } from '@mkor/capture';
-import { type BackendOptions, resolveBackend } from '@mkor/first-order';
+import { type BackendOptions, type ResolvedBackend, backendFromConfig, notRebuildable, resolveBackend } from '@mkor/first-order';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { type MkorHybridOptions, type MkorState, mkor } from './mkor';
@@ -19,15 +19,38 @@ const REFERENCE_ROW_CLAMP = 100;
 
 /** Options of {@link MkorOptimizer}. */
 export interface MkorOptimizerOptions extends MkorOptions, BackendOptions, Pick<PrepareModelOptions, 'maxDim'> {
-  /** Make it MKOR-H (see `@mkor/hybrid-switch`); the loss is then read back every step. */
+  /**
+   * Make it MKOR-H (see `@mkor/hybrid-switch`); the loss is then read back every step. Without a
+   * `clock`, wall time is read with `performance.now()` (a rule `per: 'second'` needs one).
+   */
   readonly hybrid?: MkorHybridOptions;
   /**
-   * The first-order backend (step 7) as a transform from `@mkor/first-order`.
-   * Default `adam({ learningRate })`.
+   * The first-order backend (step 7) as a transform from `@mkor/first-order`, which carries its
+   * own learning rate. Default `adam({ learningRate })`.
    */
   readonly backend?: BackendOptions['backend'];
-  /** Learning rate of the default Adam backend (ignored when `backend` is given). Default 1e-3. */
+  /**
+   * Learning rate of the default Adam backend. Default 1e-3. Refused next to a `backend`: the
+   * backend's rate is the one used.
+   */
   readonly learningRate?: number;
+}
+
+/**
+ * Keys of `getConfig` that are not MKOR options: the backend's (it carries its learning rate),
+ * MKOR-H's, `maxDim`, `resetAboveMaxEntry` (derived from the preset), and the `customObjects`
+ * tfjs's deserialisation adds.
+ */
+const CONFIG_ONLY_KEYS = new Set(['backend', 'learningRate', 'hybrid', 'maxDim', 'resetAboveMaxEntry', 'customObjects']);
+
+/** The switch rule of an MKOR-H optimizer rebuilt from a saved configuration (which cannot hold a rule). */
+function unsavedRule(): MkorHybridOptions['rule'] {
+  return {
+    init: () => {
+      throw notRebuildable('MkorOptimizer', 'the MKOR-H switch rule');
+    },
+    observe: () => ({ state: null, switchNow: false }),
+  };
 }
 
 /**
@@ -53,12 +76,39 @@ export class MkorOptimizer extends CaptureOptimizer<MkorState> {
     return 'MkorOptimizer';
   }
 
+  /**
+   * Rebuilds an optimizer from its {@link getConfig}, as `tf.loadLayersModel` does for a model
+   * saved with `includeOptimizer: true`: it has no model until `attach(model)` (see
+   * `CaptureOptimizer`), and `loadLayersModel` has restored its state already. A backend or MKOR-H
+   * rule of your own cannot be held by a configuration: such an optimizer says so at its first step.
+   */
+  static override fromConfig<T extends tf.serialization.Serializable>(
+    _cls: tf.serialization.SerializableConstructor<T>,
+    config: tf.serialization.ConfigDict,
+  ): T {
+    const { backend, hybrid, maxDim } = config;
+    const mkorOptions = Object.fromEntries(Object.entries(config).filter(([key]) => !CONFIG_ONLY_KEYS.has(key))) as MkorOptions;
+    const rebuilt = new MkorOptimizer(undefined, {
+      ...mkorOptions,
+      backend: backendFromConfig('MkorOptimizer', backend as ResolvedBackend['config']['backend']),
+      ...(maxDim === null || maxDim === undefined ? {} : { maxDim: maxDim as number }),
+      ...(hybrid === null || hybrid === undefined ? {} : { hybrid: { rule: unsavedRule() } }),
+    });
+    return rebuilt as unknown as T;
+  }
+
   private readonly mkorTransform: ReturnType<typeof mkor>;
 
-  constructor(target: PreparableModel | CaptureRegistry, options: MkorOptimizerOptions = {}) {
+  /**
+   * @param target - the model to train (prepared here), a capture registry, or `undefined` for an
+   *   optimizer that gets its model later with `attach(model)`.
+   */
+  constructor(target: PreparableModel | CaptureRegistry | undefined, options: MkorOptimizerOptions = {}) {
     const { backend, learningRate, maxDim, hybrid, ...mkorOptions } = options;
     const resolved = resolveMkorOptions(mkorOptions);
-    const firstOrder = resolveBackend('MkorOptimizer', { backend, learningRate });
+    const firstOrder = resolveBackend('MkorOptimizer', { backend, learningRate }, { methodUsesLearningRate: false });
+    const hybridOptions: MkorHybridOptions | undefined =
+      hybrid === undefined ? undefined : { clock: () => performance.now() / 1000, ...hybrid };
     super(
       target,
       {
@@ -72,7 +122,7 @@ export class MkorOptimizer extends CaptureOptimizer<MkorState> {
           // Read at the first step: createCapture's layers register during the first forward pass.
           layers: () => capture.secondOrder,
           backend: firstOrder.backend,
-          ...(hybrid === undefined ? {} : { hybrid }),
+          ...(hybridOptions === undefined ? {} : { hybrid: hybridOptions }),
         }),
       {
         statePrefix: 'mkor',

@@ -1,4 +1,4 @@
-import { type TensorMap, type Transform, checkNumber } from '@mkor/core';
+import { type TensorMap, type Transform, checkLayerCoverage, checkNumber } from '@mkor/core';
 import { roundToHalf } from '@mkor/fp16';
 import { rescaleFactor, rescaleFactorSummedNorms, rescaleToNorm, rescaleToSummedNorms } from '@mkor/grad-rescale';
 import { stabilizeDeferred } from '@mkor/norm-stabilizer';
@@ -298,6 +298,7 @@ export function mkorPreconditioner(
     update: (gradients: TensorMap, state, context) => {
       const layers = layersOf();
       const statistics = (context?.extras?.statistics ?? {}) as StatisticsByLayer;
+      checkLayerCoverage('mkorPreconditioner', layers.map((layer) => layer.name), state.layers, statistics);
       const isFactorStep =
         state.step % resolved.factorUpdateInterval === 0 || state.step < resolved.warmupSteps;
 
