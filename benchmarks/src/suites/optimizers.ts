@@ -98,7 +98,7 @@ const secondOrder: OptimizerFactory[] = [
     description: 'KFAC (`@mkor/kfac` defaults: damping, EMA factors, exact damped inverses), Adam backend, inverses every f = 10 steps',
     learningRates: ADAM_RATES,
     create: (target, learningRate, options = {}) =>
-      new KfacOptimizer(target, { backend: adam({ learningRate }), learningRate, inverseInterval: options.factorInterval ?? DEFAULT_FACTOR_INTERVAL }),
+      new KfacOptimizer(target, { backend: adam({ learningRate }), inverseInterval: options.factorInterval ?? DEFAULT_FACTOR_INTERVAL }),
   },
   {
     name: 'Eva',
@@ -106,7 +106,7 @@ const secondOrder: OptimizerFactory[] = [
     needsCovariance: false,
     description: 'Eva (`@mkor/eva` defaults: damping, EMA of the rank-1 vectors), Adam backend',
     learningRates: ADAM_RATES,
-    create: (target, learningRate) => new EvaOptimizer(target, { backend: adam({ learningRate }), learningRate }),
+    create: (target, learningRate) => new EvaOptimizer(target, { backend: adam({ learningRate }) }),
   },
   mkorFactory('MKOR', `MKOR (library defaults: 'exact' form, stabiliser, Frobenius rescale), Adam backend, f = ${DEFAULT_FACTOR_INTERVAL}`, false),
   mkorFactory('MKOR-H', `MKOR-H: MKOR as above, switching to its Adam backend by \`lossRateRule(${JSON.stringify(MKOR_H_RULE)})\``, true),
