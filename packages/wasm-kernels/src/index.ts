@@ -1,0 +1,1 @@
+export type { HeapGemm, HeapGemmCall } from './heap-gemm';
