@@ -1,0 +1,168 @@
+/**
+ * `BatchMatMul` and `_FusedMatMul` for the wasm backend: transposed operands are transposed
+ * explicitly (XNNPACK's transposed products are ≈ 10–20× slower than the plain one), or every
+ * product goes to a {@link HeapGemm} when one is given.
+ */
+import type { KernelFunc, NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
+import type { HeapGemm } from './heap-gemm';
+import { gemmInto, productShape, withPlainOperands, type OriginalKernels } from './products';
+import type { StaleLayoutGuard } from './stale-layout-guard';
+import { disposeAll, heapView, type WasmBackendInternals } from './wasm-backend';
+
+/** What the kernels need: tfjs's originals, and the optional provider. */
+export interface MatMulKernelContext extends OriginalKernels {
+  readonly fusedMatMul: KernelFunc;
+  readonly gemm: HeapGemm | null;
+  /** Shared by every product: the stale layout is XNNPACK's, whichever kernel packed it. */
+  readonly guard: StaleLayoutGuard;
+}
+
+interface KernelArgs {
+  inputs: NamedTensorInfoMap;
+  backend: unknown;
+  attrs?: NamedAttrMap;
+}
+
+function checkFloat32(where: string, tensors: readonly TensorInfo[]): void {
+  for (const t of tensors) {
+    if (t.dtype !== 'float32') throw new Error(`${where}: only float32 operands are supported, got ${t.dtype}`);
+  }
+}
+
+/** `op(a) · op(b)` as a new tensor, by the provider or by tfjs's plain product. */
+export function product(
+  context: MatMulKernelContext,
+  backend: WasmBackendInternals,
+  a: TensorInfo,
+  b: TensorInfo,
+  transposeA: boolean,
+  transposeB: boolean,
+): TensorInfo {
+  const shape = productShape('BatchMatMul', a.shape, b.shape, transposeA, transposeB);
+  if (context.gemm !== null) {
+    const out = backend.makeOutput(shape.outShape, 'float32');
+    gemmInto(context.gemm, backend, a, b, out, transposeA, transposeB, shape);
+    return out;
+  }
+  return withPlainOperands(context, backend, a, b, transposeA, transposeB, (plainA, plainB) => {
+    const safeB = context.guard.operand(backend, plainB);
+    try {
+      const out = context.batchMatMul({
+        inputs: { a: plainA, b: safeB },
+        backend: backend as never,
+        attrs: { transposeA: false, transposeB: false },
+      }) as TensorInfo;
+      return { ...out, shape: shape.outShape };
+    } finally {
+      if (safeB !== plainB) disposeAll(backend, [safeB]);
+    }
+  });
+}
+
+/** The `BatchMatMul` kernel function. */
+export function makeBatchMatMul(context: MatMulKernelContext): KernelFunc {
+  return ({ inputs, backend, attrs }: KernelArgs) => {
+    const { a, b } = inputs as { a: TensorInfo; b: TensorInfo };
+    checkFloat32('BatchMatMul', [a, b]);
+    const { transposeA, transposeB } = attrs as { transposeA: boolean; transposeB: boolean };
+    return product(context, backend as WasmBackendInternals, a, b, transposeA, transposeB);
+  };
+}
+
+type Activation = 'linear' | 'relu' | 'relu6' | 'prelu' | 'leakyrelu' | 'sigmoid' | 'elu';
+
+/** Values broadcast along the last dimension of an output with `n` columns: size n or 1. */
+function columnValues(where: string, name: string, values: Float32Array, n: number): (j: number) => number {
+  if (values.length === n) return (j) => values[j]!;
+  if (values.length === 1) return () => values[0]!;
+  throw new Error(`${where}: ${name} must have ${n} elements (one per output column) or 1, got ${values.length}`);
+}
+
+/** Adds the bias and applies the activation in place, as tfjs's fused matMul defines them. */
+function applyEpilogue(
+  out: Float32Array,
+  n: number,
+  bias: Float32Array | null,
+  activation: Activation,
+  preluWeights: Float32Array | null,
+  leakyreluAlpha: number,
+): void {
+  const where = '_FusedMatMul';
+  const biasAt = bias === null ? () => 0 : columnValues(where, 'bias', bias, n);
+  const alphaAt =
+    activation === 'prelu'
+      ? columnValues(where, 'preluActivationWeights', preluWeights ?? new Float32Array(0), n)
+      : () => leakyreluAlpha;
+  for (let i = 0; i < out.length; i++) {
+    const j = i % n;
+    const x = out[i]! + biasAt(j);
+    switch (activation) {
+      case 'linear':
+        out[i] = x;
+        break;
+      case 'relu':
+        out[i] = x > 0 ? x : 0;
+        break;
+      case 'relu6':
+        out[i] = Math.min(Math.max(x, 0), 6);
+        break;
+      case 'prelu':
+      case 'leakyrelu':
+        out[i] = x >= 0 ? x : alphaAt(j) * x;
+        break;
+      case 'sigmoid':
+        out[i] = 1 / (1 + Math.exp(-x));
+        break;
+      case 'elu':
+        out[i] = x >= 0 ? x : Math.exp(x) - 1;
+        break;
+      default:
+        throw new Error(`${where}: activation '${String(activation)}' is not supported`);
+    }
+  }
+}
+
+/** The `_FusedMatMul` kernel function. */
+export function makeFusedMatMul(context: MatMulKernelContext): KernelFunc {
+  return ({ inputs, backend: untypedBackend, attrs }: KernelArgs) => {
+    const backend = untypedBackend as WasmBackendInternals;
+    const { a, b, bias, preluActivationWeights } = inputs as {
+      a: TensorInfo;
+      b: TensorInfo;
+      bias?: TensorInfo;
+      preluActivationWeights?: TensorInfo;
+    };
+    checkFloat32('_FusedMatMul', [a, b]);
+    const { transposeA, transposeB, activation, leakyreluAlpha } = attrs as {
+      transposeA: boolean;
+      transposeB: boolean;
+      activation: Activation;
+      leakyreluAlpha?: number;
+    };
+    if (context.gemm !== null) {
+      const out = product(context, backend, a, b, transposeA, transposeB);
+      const n = out.shape[out.shape.length - 1]!;
+      applyEpilogue(
+        heapView(backend, out),
+        n,
+        bias === undefined ? null : heapView(backend, bias),
+        activation,
+        preluActivationWeights === undefined ? null : heapView(backend, preluActivationWeights),
+        leakyreluAlpha ?? 0,
+      );
+      return out;
+    }
+    return withPlainOperands(context, backend, a, b, transposeA, transposeB, (plainA, plainB) => {
+      const safeB = context.guard.operand(backend, plainB);
+      try {
+        return context.fusedMatMul({
+          inputs: { ...inputs, a: plainA, b: safeB },
+          backend: backend as never,
+          attrs: { ...attrs, transposeA: false, transposeB: false },
+        }) as TensorInfo;
+      } finally {
+        if (safeB !== plainB) disposeAll(backend, [safeB]);
+      }
+    });
+  };
+}
