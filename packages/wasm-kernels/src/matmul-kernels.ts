@@ -1,11 +1,12 @@
 /**
  * `BatchMatMul` and `_FusedMatMul` for the wasm backend: transposed operands are transposed
  * explicitly (XNNPACK's transposed products are ≈ 10–20× slower than the plain one), or every
- * product goes to a {@link HeapGemm} when one is given.
+ * product goes to a {@link HeapGemm} when one is given. A fused product of several matrices is
+ * the product then a bias-and-activation pass here (tfjs-backend-wasm 4.22 gets it wrong).
  */
 import type { KernelFunc, NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import type { HeapGemm } from './heap-gemm';
-import { gemmInto, productShape, withPlainOperands, type OriginalKernels } from './products';
+import { broadcastOperand, gemmInto, productShape, withPlainOperands, type OriginalKernels } from './products';
 import type { StaleLayoutGuard } from './stale-layout-guard';
 import { disposeAll, heapView, type WasmBackendInternals } from './wasm-backend';
 
@@ -45,16 +46,18 @@ export function product(
     return out;
   }
   return withPlainOperands(context, backend, a, b, transposeA, transposeB, (plainA, plainB) => {
-    const safeB = context.guard.operand(backend, plainB);
+    const fullA = broadcastOperand(backend, plainA, shape.batchShape);
+    const fullB = broadcastOperand(backend, plainB, shape.batchShape);
+    const safeB = context.guard.operand(backend, fullB);
     try {
       const out = context.batchMatMul({
-        inputs: { a: plainA, b: safeB },
+        inputs: { a: fullA, b: safeB },
         backend: backend as never,
         attrs: { transposeA: false, transposeB: false },
       }) as TensorInfo;
       return { ...out, shape: shape.outShape };
     } finally {
-      if (safeB !== plainB) disposeAll(backend, [safeB]);
+      disposeAll(backend, [...new Set([fullA, fullB, safeB])].filter((t) => t !== plainA && t !== plainB));
     }
   });
 }
@@ -139,7 +142,10 @@ export function makeFusedMatMul(context: MatMulKernelContext): KernelFunc {
       activation: Activation;
       leakyreluAlpha?: number;
     };
-    if (context.gemm !== null) {
+    const batch = productShape('_FusedMatMul', a.shape, b.shape, transposeA, transposeB).batchShape;
+    // tfjs-backend-wasm 4.22's fused product is wrong for more than one matrix (measured errors
+    // of O(1)): only a single one goes to it, and only without a provider.
+    if (context.gemm !== null || batch.some((d) => d !== 1)) {
       const out = product(context, backend, a, b, transposeA, transposeB);
       const n = out.shape[out.shape.length - 1]!;
       applyEpilogue(

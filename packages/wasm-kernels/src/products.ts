@@ -4,7 +4,7 @@
  */
 import { broadcast_util, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
 import type { HeapGemm } from './heap-gemm';
-import { byteOffsetOf, disposeAll, heapBuffer, type WasmBackendInternals } from './wasm-backend';
+import { byteOffsetOf, disposeAll, heapBuffer, heapView, type WasmBackendInternals } from './wasm-backend';
 
 /** tfjs's own wasm kernels the products delegate to. */
 export interface OriginalKernels {
@@ -131,6 +131,22 @@ export function transposeLastTwo(originals: OriginalKernels, backend: WasmBacken
   const r = x.shape.length;
   const perm = [...Array.from({ length: r - 2 }, (_, i) => i), r - 1, r - 2];
   return originals.transpose({ inputs: { x }, backend: backend as never, attrs: { perm } }) as TensorInfo;
+}
+
+/**
+ * `x` itself when its batch is the whole output batch or a single matrix (tfjs-backend-wasm's
+ * product handles both), else a copy with its matrices repeated to the output batch (its
+ * product returns max(batchA, batchB) matrices for other broadcasts, e.g. [2, 1] by [1, 3]).
+ */
+export function broadcastOperand(backend: WasmBackendInternals, x: TensorInfo, batchShape: readonly number[]): TensorInfo {
+  const indices = broadcastIndices(batchShape, x.shape.slice(0, -2));
+  const ownBatch = x.shape.slice(0, -2).reduce((p, q) => p * q, 1);
+  if (ownBatch === 1 || ownBatch === indices.length) return x;
+  const matrix = x.shape[x.shape.length - 2]! * x.shape[x.shape.length - 1]!;
+  const copy = backend.makeOutput([...batchShape, ...x.shape.slice(-2)], 'float32');
+  const [to, from] = [heapView(backend, copy), heapView(backend, x)];
+  indices.forEach((index, i) => to.set(from.subarray(index * matrix, (index + 1) * matrix), i * matrix));
+  return copy;
 }
 
 /**
