@@ -91,37 +91,38 @@ function applyEpilogue(
   leakyreluAlpha: number,
 ): void {
   const where = '_FusedMatMul';
-  const biasAt = bias === null ? () => 0 : columnValues(where, 'bias', bias, n);
-  const alphaAt =
-    activation === 'prelu'
-      ? columnValues(where, 'preluActivationWeights', preluWeights ?? new Float32Array(0), n)
-      : () => leakyreluAlpha;
-  for (let i = 0; i < out.length; i++) {
-    const j = i % n;
-    const x = out[i]! + biasAt(j);
-    switch (activation) {
-      case 'linear':
-        out[i] = x;
-        break;
-      case 'relu':
-        out[i] = x > 0 ? x : 0;
-        break;
-      case 'relu6':
-        out[i] = Math.min(Math.max(x, 0), 6);
-        break;
-      case 'prelu':
-      case 'leakyrelu':
-        out[i] = x >= 0 ? x : alphaAt(j) * x;
-        break;
-      case 'sigmoid':
-        out[i] = 1 / (1 + Math.exp(-x));
-        break;
-      case 'elu':
-        out[i] = x >= 0 ? x : Math.exp(x) - 1;
-        break;
-      default:
-        throw new Error(`${where}: activation '${String(activation)}' is not supported`);
+  if (bias !== null) {
+    const biasAt = columnValues(where, 'bias', bias, n);
+    const row = Float32Array.from({ length: n }, (_, j) => biasAt(j));
+    for (let start = 0; start < out.length; start += n) {
+      for (let j = 0; j < n; j++) out[start + j]! += row[j]!;
     }
+  }
+  switch (activation) {
+    case 'linear':
+      return;
+    case 'relu':
+      for (let i = 0; i < out.length; i++) if (!(out[i]! > 0)) out[i] = 0;
+      return;
+    case 'relu6':
+      for (let i = 0; i < out.length; i++) out[i] = Math.min(Math.max(out[i]!, 0), 6);
+      return;
+    case 'leakyrelu':
+      for (let i = 0; i < out.length; i++) if (out[i]! < 0) out[i]! *= leakyreluAlpha;
+      return;
+    case 'prelu': {
+      const alphaAt = columnValues(where, 'preluActivationWeights', preluWeights ?? new Float32Array(0), n);
+      for (let i = 0; i < out.length; i++) if (out[i]! < 0) out[i]! *= alphaAt(i % n);
+      return;
+    }
+    case 'sigmoid':
+      for (let i = 0; i < out.length; i++) out[i] = 1 / (1 + Math.exp(-out[i]!));
+      return;
+    case 'elu':
+      for (let i = 0; i < out.length; i++) if (out[i]! < 0) out[i] = Math.expm1(out[i]!);
+      return;
+    default:
+      throw new Error(`${where}: activation '${String(activation)}' is not supported`);
   }
 }
 
