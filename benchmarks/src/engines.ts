@@ -35,7 +35,6 @@ import {
   measure,
   parseOptions,
   publishReport,
-  useBackend,
 } from './lib';
 import { TASK_SIZES } from './suites/context';
 import { cnnTask } from './suites/tasks';
@@ -53,7 +52,7 @@ type BenchEngine = 'cpu' | 'wasm-shipped' | 'wasm' | 'wasm-native';
 async function activate(engine: BenchEngine): Promise<string> {
   if (engine === 'wasm-shipped') {
     unregisterWasmKernels();
-    await useBackend('wasm');
+    if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend failed to initialise');
     return 'tfjs-backend-wasm 4.22 kernels';
   }
   const choice = await useEngine(engine as EngineName, { log: () => undefined });
