@@ -15,6 +15,8 @@
  */
 // The @tensorflow/tfjs bundle registers the gradients (tfjs-core alone registers none) and the layers API.
 import '@tensorflow/tfjs';
+// Registered here for 'wasm as shipped'; the engines import it themselves.
+import '@tensorflow/tfjs-backend-wasm';
 
 import os from 'node:os';
 
