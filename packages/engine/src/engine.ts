@@ -26,7 +26,7 @@ export interface EngineChoice {
 /** What `@mkor/openblas`'s `loadOpenBlasGemm()` returns. */
 export type NativeGemmLoad = { gemm: HeapGemm; threads: number; library: string } | { gemm: null; reason: string };
 
-/** Options of {@link useEngine}; both have defaults meant for production use. */
+/** Options of {@link useEngine}, all optional: the defaults are for production use, tests replace the loaders. */
 export interface UseEngineOptions {
   /** Where the one fallback line goes (default `console.warn`). */
   readonly log?: (line: string) => void;
