@@ -2,12 +2,15 @@
  * Benchmark `openblas-gemm`: the matrix products of one training step of a 784-512-512-10 MLP at
  * batch 256 (forward, weight gradients, input gradients, with their transposes as the tfjs
  * gradients ask for them), computed by `@mkor/openblas` directly on the wasm backend's heap
- * against `tf.matMul` on the wasm backend, side by side in one run.
+ * against `tf.matMul` on the wasm backend as shipped and `tf.matMul` on the engine of `--engine`
+ * (default `wasm`: with `@mkor/wasm-kernels`), side by side in one run.
  *
  * Run: `npm run bench:openblas-gemm` in `benchmarks/` (build the packages and
  * `npm run build:native -w @mkor/openblas` first). OpenBLAS reads OPENBLAS_CORETYPE once at load;
  * the report says which setting it ran under.
  */
+// Registered here for 'wasm as shipped'; the engines import it themselves.
+import '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
 import { loadOpenBlasGemm, type HeapGemmCall } from '@mkor/openblas';
 
@@ -32,7 +35,9 @@ const load = loadOpenBlasGemm();
 if (load.gemm === null) throw new Error(`openblas-gemm: ${load.reason}`);
 const gemm = load.gemm;
 
-await useBackend('wasm');
+// The wasm backend as shipped first; the engine of --engine (which may register kernels) after.
+if (!(await tf.setBackend('wasm'))) throw new Error('openblas-gemm: the wasm backend failed to initialise');
+await tf.ready();
 
 /** One product op(A)·op(B) of the step: C is m×n, the inner dimension k. */
 interface Product {
@@ -81,10 +86,10 @@ interface Operands {
   readonly call: HeapGemmCall;
 }
 
-let seed = 1;
-const operands: Operands[] = products.map((p) => {
-  const a = tf.randomUniform(p.transposeA ? [p.k, p.m] : [p.m, p.k], -1, 1, 'float32', seed++) as tf.Tensor2D;
-  const b = tf.randomUniform(p.transposeB ? [p.n, p.k] : [p.k, p.n], -1, 1, 'float32', seed++) as tf.Tensor2D;
+const makeOperands = (): Operands[] => products.map((p, i) => {
+  const seed = 2 * i + 1;
+  const a = tf.randomUniform(p.transposeA ? [p.k, p.m] : [p.m, p.k], -1, 1, 'float32', seed) as tf.Tensor2D;
+  const b = tf.randomUniform(p.transposeB ? [p.n, p.k] : [p.k, p.n], -1, 1, 'float32', seed + 1) as tf.Tensor2D;
   const c = tf.zeros([p.m, p.n]) as tf.Tensor2D;
   const call: HeapGemmCall = {
     aOffset: offsetOf(a),
@@ -102,6 +107,7 @@ const operands: Operands[] = products.map((p) => {
   };
   return { a, b, c, call };
 });
+const operands = makeOperands();
 
 // The heap is read at every call: a wasm memory that grew has a new buffer.
 const runOpenBlas = (o: Operands): void => gemm(backend.wasm.HEAPU8.buffer, o.call);
@@ -123,6 +129,7 @@ interface Row {
   readonly flops: number;
   readonly openBlas: Timing;
   readonly matMul: Timing;
+  engineMatMul?: Timing;
 }
 
 const rows: Row[] = products.map((p, i) => {
@@ -137,11 +144,30 @@ const step: Row = {
 };
 tf.dispose(operands.flatMap((o) => [o.a, o.b, o.c]));
 
+// tf.matMul again, on the engine of --engine, with fresh operands of that engine.
+await useBackend('wasm');
+const engineOperands = makeOperands();
+rows.forEach((row, i) => {
+  row.engineMatMul = measure(() => runMatMul(engineOperands[i] as Operands), repeats);
+});
+step.engineMatMul = measure(() => engineOperands.forEach(runMatMul), repeats);
+tf.dispose(engineOperands.flatMap((o) => [o.a, o.b, o.c]));
+
 const gflops = (row: Row, timing: Timing): string => formatNumber(row.flops / (timing.medianMs * 1e6));
 const shape = (p: Product): string =>
   `${p.m}×${p.k}${p.transposeA ? ' (Aᵀ)' : ''} · ${p.k}×${p.n}${p.transposeB ? ' (Bᵀ)' : ''}`;
 const table = markdownTable(
-  ['product', 'op(A) · op(B)', 'OpenBLAS on the heap, ms (IQR)', 'GFLOP/s', '`tf.matMul` wasm, ms (IQR)', 'GFLOP/s', 'speed-up'],
+  [
+    'product',
+    'op(A) · op(B)',
+    'OpenBLAS on the heap, ms (IQR)',
+    'GFLOP/s',
+    '`tf.matMul` wasm as shipped, ms (IQR)',
+    'GFLOP/s',
+    `\`tf.matMul\` on --engine ${options.engine}, ms (IQR)`,
+    'GFLOP/s',
+    'OpenBLAS speed-up: shipped / engine',
+  ],
   [...rows, step].map((row, i) => [
     row.name,
     i < products.length ? shape(products[i] as Product) : `${formatNumber(row.flops / 1e9)} GFLOP`,
@@ -149,7 +175,9 @@ const table = markdownTable(
     gflops(row, row.openBlas),
     formatTiming(row.matMul),
     gflops(row, row.matMul),
-    `${formatNumber(row.matMul.medianMs / row.openBlas.medianMs)}×`,
+    formatTiming(row.engineMatMul as Timing),
+    gflops(row, row.engineMatMul as Timing),
+    `${formatNumber(row.matMul.medianMs / row.openBlas.medianMs)}× / ${formatNumber((row.engineMatMul as Timing).medianMs / row.openBlas.medianMs)}×`,
   ]),
 );
 
@@ -163,7 +191,8 @@ The matrix products of one training step of a 784-512-512-10 MLP at batch ${batc
 forward products, three weight gradients (Aᵀ, as tfjs's \`matMul(x, dz, true, false)\`) and two
 input gradients (Bᵀ, \`matMul(dz, W, false, true)\`; the first layer's input needs none). Every
 operand is a tensor of the wasm backend; OpenBLAS reads and writes them in the backend's memory,
-\`tf.matMul\` allocates and frees its output. Medians of ${repeats.repeats} repeats after
+\`tf.matMul\` allocates and frees its output, first on the wasm backend as shipped, then on the
+engine of \`--engine\` (${options.engine}; \`wasm\` is the wasm backend with \`@mkor/wasm-kernels\`). Medians of ${repeats.repeats} repeats after
 ${repeats.warmup} warm-up run(s) (IQR in brackets), all measured in this one run.
 
 - OpenBLAS: ${load.library}; **${load.threads} thread(s)**
