@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project needs, when missing: the Fashion-MNIST IDX files
-# (real data for the examples, integration tests and benchmarks) and Open MPI (the MPI transport).
+# (real data for the examples, integration tests and benchmarks), Open MPI (the MPI transport) and
+# OpenBLAS (the native gemm of @mkor/openblas).
 # Needs root (or sudo).
 set -euo pipefail
-packages=(dataset-fashion-mnist openmpi-bin libopenmpi-dev)
+packages=(dataset-fashion-mnist openmpi-bin libopenmpi-dev libopenblas-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -3,14 +3,14 @@
  * with each form (and the authors' reference preset), Adam as the backend, on the same budget and
  * seeds, and prints a markdown table of final training loss and test accuracy (mean ± spread).
  *
- *   npm run choose-form -w @mkor/examples -- --train 20000 --epochs 2 --seeds 2
+ *   npm run choose-form -w @mkor/examples -- --train 20000 --epochs 2 --seeds 2 [--engine wasm]
  */
 import '@tensorflow/tfjs';
-import '@tensorflow/tfjs-backend-wasm';
 
 import { parseArgs } from 'node:util';
 
 import { loadFashionMnist, splitToTensors } from '@mkor/datasets';
+import { type EngineName, useEngine } from '@mkor/engine';
 import { adam } from '@mkor/first-order';
 import { type MkorOptions, MkorOptimizer } from '@mkor/mkor';
 import * as tf from '@tensorflow/tfjs-core';
@@ -23,9 +23,11 @@ const { values } = parseArgs({
     train: { type: 'string', default: '20000' },
     seeds: { type: 'string', default: '2' },
     'learning-rate': { type: 'string', default: '0.001' },
+    engine: { type: 'string', default: 'auto' },
   },
 });
-await tf.setBackend('wasm');
+const engine = await useEngine(values.engine as EngineName);
+console.log(`engine: ${engine.engine} (${engine.reason})`);
 const data = loadFashionMnist({ trainLimit: Number(values.train) });
 const train = splitToTensors(data.train, { flatten: true });
 const test = splitToTensors(data.test, { flatten: true });
@@ -68,7 +70,7 @@ for (const [name, options] of variants) {
     `| ${name} | ${mean(losses).toFixed(4)} ± ${spread(losses).toFixed(4)} | ${(100 * mean(accuracies)).toFixed(2)}% ± ${(100 * spread(accuracies)).toFixed(2)} | ${mean(seconds).toFixed(1)} s |`,
   );
 }
-console.log(`\nFashion-MNIST MLP 784-256-256-10, ${data.train.count} images, ${values.epochs} epochs of batch ${values.batch}, Adam backend lr ${values['learning-rate']}, ${values.seeds} seeds (mean ± half range)\n`);
+console.log(`\nFashion-MNIST MLP 784-256-256-10, ${data.train.count} images, ${values.epochs} epochs of batch ${values.batch}, Adam backend lr ${values['learning-rate']}, ${values.seeds} seeds (mean ± half range), engine ${engine.engine}\n`);
 console.log('| variant | final train loss | test accuracy | wall time |');
 console.log('| --- | --- | --- | --- |');
 rows.forEach((r) => console.log(r));

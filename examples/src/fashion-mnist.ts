@@ -1,18 +1,19 @@
 /**
  * The main job: train the same MLP on Fashion-MNIST with `model.fit`, once with MKOR (Adam as its
  * first-order backend) and once with Adam alone, on the same budget (epochs, batch size, data,
- * initial weights), on the wasm backend; print both results side by side.
+ * initial weights), on the engine chosen by `--engine` (`@mkor/engine`; default `auto`, the
+ * fastest available); print the engine and both results side by side.
  *
  *   npm run main                        # defaults below
- *   npm run main -- --epochs 3 --train 60000 --backend cpu
+ *   npm run main -- --epochs 3 --train 60000 --engine cpu
  */
 // The @tensorflow/tfjs bundle registers the cpu backend, the layers API and the gradients.
 import '@tensorflow/tfjs';
-import '@tensorflow/tfjs-backend-wasm';
 
 import { parseArgs } from 'node:util';
 
 import { loadFashionMnist, splitToTensors } from '@mkor/datasets';
+import { type EngineName, useEngine } from '@mkor/engine';
 import { adam } from '@mkor/first-order';
 import { MkorOptimizer } from '@mkor/mkor';
 import * as tf from '@tensorflow/tfjs-core';
@@ -26,7 +27,7 @@ const { values } = parseArgs({
     test: { type: 'string', default: '10000' },
     hidden: { type: 'string', default: '256' },
     'learning-rate': { type: 'string', default: '0.001' },
-    backend: { type: 'string', default: 'wasm' },
+    engine: { type: 'string', default: 'auto' },
     seed: { type: 'string', default: '1' },
   },
 });
@@ -35,8 +36,8 @@ const batchSize = Number(values.batch);
 const hidden = Number(values.hidden);
 const learningRate = Number(values['learning-rate']);
 
-await tf.setBackend(values.backend as string);
-await tf.ready();
+const engine = await useEngine(values.engine as EngineName);
+console.log(`engine: ${engine.engine} (${engine.reason})`);
 
 const data = loadFashionMnist({ trainLimit: Number(values.train), testLimit: Number(values.test) });
 const train = splitToTensors(data.train, { flatten: true });
@@ -94,7 +95,7 @@ async function run(name: string, makeOptimizer: (model: tfl.Sequential) => tf.Op
 
 console.log(
   `Fashion-MNIST MLP 784-${hidden}-${hidden}-10, ${data.train.count} training / ${data.test.count} test images, ` +
-    `${epochs} epochs of batch ${batchSize}, learning rate ${learningRate}, backend ${tf.getBackend()}`,
+    `${epochs} epochs of batch ${batchSize}, learning rate ${learningRate}, engine ${engine.engine} (backend ${tf.getBackend()})`,
 );
 const results = [
   await run('MKOR', (model) => new MkorOptimizer(model, { backend: adam({ learningRate }) })),

@@ -4,6 +4,8 @@
  */
 import os from 'node:os';
 
+import type { EngineName } from '@mkor/engine';
+
 import {
   type BenchmarkOptions,
   type ProgressBar,
@@ -34,6 +36,7 @@ export interface SuiteContext {
   /** 1-minute load average when the suite started. */
   readonly loadAtStart: number;
   progress(title: string, total: number): ProgressBar;
+  /** 'cpu', or 'wasm': the suite's engine (`--engine`, default wasm with `@mkor/wasm-kernels`). */
   useBackend(name: 'wasm' | 'cpu'): Promise<void>;
   /** Writes a plot; returns a markdown image link to it. */
   plot(name: string, svg: string): string;
@@ -48,9 +51,15 @@ export const TASK_SIZES: Record<SuiteSize, TaskSizes> = {
   full: { trainImages: 60000, testImages: 10000, mlpHidden: 256, batchSize: 512, autoencoderBatch: 256, cnnBatchSize: 128, transformerWidth: 64, transformerContext: 64, transformerBatch: 32, testWindows: 512 },
 };
 
-/** Builds the context of a suite run. */
-export function suiteContext(size: SuiteSize, seeds: readonly number[], optimizers: readonly OptimizerFactory[], tasks?: readonly string[]): SuiteContext {
-  const options: BenchmarkOptions = { smoke: size === 'smoke' };
+/** Builds the context of a suite run; `engine` (`@mkor/engine`) runs what the tasks run on wasm. */
+export function suiteContext(
+  size: SuiteSize,
+  seeds: readonly number[],
+  optimizers: readonly OptimizerFactory[],
+  tasks?: readonly string[],
+  engine: EngineName = 'wasm',
+): SuiteContext {
+  const options: BenchmarkOptions = { smoke: size === 'smoke', engine };
   const loadAtStart = os.loadavg()[0] ?? Number.NaN;
   return {
     size,
@@ -61,7 +70,7 @@ export function suiteContext(size: SuiteSize, seeds: readonly number[], optimize
     taskSizes: TASK_SIZES[size],
     loadAtStart,
     progress: progressBar,
-    useBackend,
+    useBackend: (name) => useBackend(name, engine),
     plot(name, svg) {
       const file = publishPlot(name, options, svg);
       return `![${name}](${file})`;

@@ -1,0 +1,2 @@
+export { engineNames, useEngine } from './engine';
+export type { EngineChoice, EngineName, NativeGemmLoad, UseEngineOptions } from './engine';
