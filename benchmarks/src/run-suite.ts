@@ -8,12 +8,16 @@
  *
  * Options: `--size smoke|modest|full` (default modest; `--smoke` = `--size smoke`),
  * `--seeds N` (repeats of the convergence runs; default 1 smoke, 3 modest, 5 full),
- * `--tasks mlp,autoencoder,transformer,cnn` (the models the model-based suites use; default all).
+ * `--tasks mlp,autoencoder,transformer,cnn` (the models the model-based suites use; default all),
+ * `--engine NAME` (`@mkor/engine`; default `wasm`, the wasm backend with `@mkor/wasm-kernels`).
  */
 // The @tensorflow/tfjs bundle registers the gradients (tfjs-core alone registers none) and the layers API.
 import '@tensorflow/tfjs';
 
 import { parseArgs } from 'node:util';
+
+import { checkOneOf } from '@mkor/core';
+import { engineNames } from '@mkor/engine';
 
 import { runConvergence } from './suites/convergence';
 import { type SuiteContext, type SuiteSize, suiteContext } from './suites/context';
@@ -40,8 +44,10 @@ const { values, positionals } = parseArgs({
     size: { type: 'string' },
     seeds: { type: 'string' },
     tasks: { type: 'string' },
+    engine: { type: 'string', default: 'wasm' },
   },
 });
+const engine = checkOneOf('run-suite', '--engine', values.engine, engineNames);
 const size = (values.smoke ? 'smoke' : (values.size ?? 'modest')) as SuiteSize;
 if (!['smoke', 'modest', 'full'].includes(size)) throw new Error(`run-suite: --size must be smoke, modest or full, got ${size}`);
 if (values.smoke && values.size !== undefined && values.size !== 'smoke') throw new Error('run-suite: --smoke contradicts --size');
@@ -53,5 +59,5 @@ if (unknown.length > 0) throw new Error(`run-suite: unknown suite(s) ${unknown.j
 
 for (const name of names) {
   const run = SUITES[name] as (context: SuiteContext) => Promise<void>;
-  await run(suiteContext(size, Array.from({ length: seedCount }, (_, i) => i + 1), OPTIMIZERS, values.tasks?.split(',')));
+  await run(suiteContext(size, Array.from({ length: seedCount }, (_, i) => i + 1), OPTIMIZERS, values.tasks?.split(','), engine));
 }
