@@ -19,7 +19,8 @@ import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isMainThread } from 'node:worker_threads';
 
-import { InProcessTransport, createSimulatedGroup, joinWorkerGroup, startWorkerGroup } from '@mkor/allreduce';
+import { InProcessTransport, createSimulatedGroup } from '@mkor/allreduce';
+import { joinWorkerGroup, startWorkerGroup } from '@mkor/allreduce/worker-threads';
 import type { Transport, WirePrecision } from '@mkor/allreduce';
 
 import { describeEnvironment, environmentTable, formatNumber, markdownTable, parseOptions, publishReport, quantile } from './lib';

@@ -2,11 +2,9 @@ import { checkNumber } from '@mkor/core';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { checkFloat32Buffer, finishReduction, resolveCollectiveOptions } from './reduce';
-import { TransportError } from './transport';
+import { DEFAULT_BUCKET_BYTES, TransportError } from './transport';
 import type { CollectiveOptions, Transport } from './transport';
 
-/** The default bucket size: 4 MiB, one million float32. */
-export const DEFAULT_BUCKET_BYTES = 4 * 1024 * 1024;
 
 /**
  * Numbers that lead the first bucket of every {@link bucketedAllReduce}: 16 four-bit pieces of a

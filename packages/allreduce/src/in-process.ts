@@ -9,6 +9,7 @@ import {
   resolveTimeout,
 } from './reduce';
 import {
+  DEFAULT_TIMEOUT_MS,
   TransportAbortedError,
   TransportClosedError,
   TransportMismatchError,
@@ -17,9 +18,6 @@ import {
 import { describeMismatch } from './request';
 import type { CollectiveRequest as Request } from './request';
 import type { CollectiveKind, CollectiveOptions, TimeoutOptions, Transport } from './transport';
-
-/** The default `timeoutMs` of the transports in this package: one minute. */
-export const DEFAULT_TIMEOUT_MS = 60_000;
 
 /** Options of {@link InProcessTransport} and {@link createSimulatedGroup}. */
 export interface InProcessOptions {

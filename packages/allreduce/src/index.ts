@@ -1,4 +1,11 @@
+/**
+ * `@mkor/allreduce` — the transport contract, bucketing, and the in-process and simulated
+ * transports. This entry imports no Node built-in, so it bundles for the browser; the
+ * `worker_threads` transport is Node-only, in `@mkor/allreduce/worker-threads`.
+ */
 export {
+  DEFAULT_BUCKET_BYTES,
+  DEFAULT_TIMEOUT_MS,
   REDUCE_OPS,
   TransportAbortedError,
   TransportClosedError,
@@ -27,19 +34,10 @@ export {
   wireValues,
 } from './reduce';
 export type { ResolvedCollectiveOptions } from './reduce';
-export { DEFAULT_TIMEOUT_MS, InProcessTransport, SimulatedTransport, createSimulatedGroup } from './in-process';
+export { InProcessTransport, SimulatedTransport, createSimulatedGroup } from './in-process';
 export type { InProcessOptions } from './in-process';
 export {
-  DEFAULT_CHUNK_BYTES,
-  WorkerGroup,
-  WorkerThreadsTransport,
-  joinWorkerGroup,
-  startWorkerGroup,
-} from './worker-threads';
-export type { WorkerExit, WorkerGroupOptions } from './worker-threads';
-export {
   BucketLayoutMismatchError,
-  DEFAULT_BUCKET_BYTES,
   LAYOUT_CHECK_ELEMENTS,
   allReduceTensors,
   bucketedAllReduce,

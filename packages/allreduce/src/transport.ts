@@ -18,6 +18,13 @@ export type ReduceOp = 'sum' | 'mean';
  */
 export type WirePrecision = 'float32' | 'float16';
 
+/** The default `timeoutMs` of the transports in this package: one minute. */
+export const DEFAULT_TIMEOUT_MS = 60_000;
+/** The default bucket size of `bucketedAllReduce`: 4 MiB, one million float32. */
+export const DEFAULT_BUCKET_BYTES = 4 * 1024 * 1024;
+/** The default size of each worker-threads rank's staging region (per buffer set): 512 KiB, 131,072 float32. */
+export const DEFAULT_CHUNK_BYTES = 512 * 1024;
+
 /** The reduce operations, for validation. */
 export const REDUCE_OPS: readonly ReduceOp[] = ['sum', 'mean'];
 /** The wire precisions, for validation. */

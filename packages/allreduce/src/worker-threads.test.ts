@@ -1,8 +1,8 @@
 /**
  * Tests of the worker_threads transport with real workers. Workers run TypeScript sources: each
- * starts `fixtures/boot.mjs`, which registers tsx's loader in the worker and imports the entry
+ * starts `test/fixtures/boot.mjs`, which registers tsx's loader in the worker and imports the entry
  * named in `workerData` (Node 20 ignores `--import tsx` in a Worker's execArgv). The loader uses
- * `fixtures/tsconfig.workers.json`, whose `paths` send `@mkor/*` to the packages' sources, as
+ * `test/fixtures/tsconfig.workers.json`, whose `paths` send `@mkor/*` to the packages' sources, as
  * vitest's aliases do for the test thread (so a dist being rebuilt cannot break a worker).
  */
 import { execFile } from 'node:child_process';
@@ -11,15 +11,15 @@ import { fileURLToPath } from 'node:url';
 import { allReduce64, allReduceErrorBound64 } from '@mkor/testing';
 import { describe, expect, it } from 'vitest';
 
-import { runScenario } from './fixtures/scenarios';
-import type { ReduceCase, Report, Scenario } from './fixtures/scenarios';
+import { runScenario } from '../test/fixtures/scenarios';
+import type { ReduceCase, Report, Scenario } from '../test/fixtures/scenarios';
 import { reduceContributions } from './reduce';
 import type { ReduceOp, WirePrecision } from './transport';
-import { joinWorkerGroup, startWorkerGroup } from './worker-threads';
-import type { WorkerExit, WorkerThreadsTransport } from './worker-threads';
+import { joinWorkerGroup, startWorkerGroup } from './worker-threads/index';
+import type { WorkerExit, WorkerThreadsTransport } from './worker-threads/index';
 
-const boot = new URL('./fixtures/boot.mjs', import.meta.url);
-const entry = new URL('./fixtures/worker-entry.ts', import.meta.url).href;
+const boot = new URL('../test/fixtures/boot.mjs', import.meta.url);
+const entry = new URL('../test/fixtures/worker-entry.ts', import.meta.url).href;
 
 /** Starts a group running `scenario`; resolves with every rank's report and the workers' exits. */
 async function runGroup(
@@ -145,9 +145,9 @@ describe('WorkerThreadsTransport', () => {
   });
 
   it('shuts down cleanly: close() terminates a lingering worker and the process exits by itself', async () => {
-    const program = fileURLToPath(new URL('./fixtures/group-main.ts', import.meta.url));
+    const program = fileURLToPath(new URL('../test/fixtures/group-main.ts', import.meta.url));
     const { code, stdout } = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
-      const tsconfig = fileURLToPath(new URL('./fixtures/tsconfig.workers.json', import.meta.url));
+      const tsconfig = fileURLToPath(new URL('../test/fixtures/tsconfig.workers.json', import.meta.url));
       const env = { ...process.env, TSX_TSCONFIG_PATH: tsconfig };
       const child = execFile(process.execPath, ['--import', 'tsx', program], { timeout: 60_000, env }, (error, out) =>
         resolve({ code: error ? (error.code as number | null) ?? -1 : 0, stdout: out }),

@@ -158,5 +158,23 @@ describe.skipIf(mpirun === undefined)(
         expect(report.error?.elapsedMs).toBeLessThan(FAILING_TIMEOUT_MS + 3_000);
       });
     });
+
+    it('a rank that catches its step error and carries on: its next step is refused, the others fail within the timeout', async () => {
+      const job = await run('carry-on', WORLD_SIZE, 120_000);
+      expect(job.leftovers).toEqual([]);
+      const failing = job.reports['rank-2'] as RunReport;
+      expect(failing.losses).toHaveLength(1);
+      expect(failing.error?.message).toMatch(
+        /^DataParallelTrainer\.step: rank 2 refuses step 1: an earlier step failed here \(rank 2 failed in its forward pass\)/,
+      );
+      // Before, rank 2's step 2 joined the others' step 1 and the group ran on one batch out of
+      // phase. Now the others wait for rank 2 in step 1 and fail as in the test above.
+      [0, 1, 3].forEach((rank) => {
+        const report = job.reports[`rank-${rank}`] as RunReport;
+        expect(report.losses).toHaveLength(1);
+        expect(report.error?.message).toMatch(new RegExp(`^DataParallelTrainer\\.step: rank ${rank} of 4 could not all-reduce step 1: `));
+        expect(report.error?.elapsedMs).toBeLessThan(FAILING_TIMEOUT_MS + 3_000);
+      });
+    });
   },
 );

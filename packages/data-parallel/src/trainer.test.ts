@@ -492,6 +492,56 @@ describe('DataParallelTrainer: failures', () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 
+  it('a rank that catches its step error and carries on is refused its next step; the others fail within the timeout', async () => {
+    const before = tf.memory().numTensors;
+    const timeoutMs = 1_000;
+    const group = createSimulatedGroup(RANKS);
+    const replicas = group.map(() => mlp(3, [8]));
+    const optimizers = replicas.map((model) => new MkorOptimizer(model));
+    const trainers = replicas.map(
+      (model, rank) =>
+        new DataParallelTrainer({ optimizer: optimizers[rank]!, transport: group[rank]!, variables: trainableVariables(model), timeoutMs }),
+    );
+    const batches = replicas.map((_, rank) => rowsOf(data.train, rank * 8, 8));
+    const failing = 2;
+    const started = performance.now();
+    // Every rank runs three steps; rank 2's second step throws, and it catches the error and goes on.
+    const runs = trainers.map(async (trainer, rank) => {
+      const errors: string[] = [];
+      for (let step = 0; step < 3; step++) {
+        try {
+          await trainer.step(() => {
+            if (rank === failing && step === 1) throw new Error('bad batch on rank 2');
+            return crossEntropy(replicas[rank]!, batches[rank]!)();
+          });
+        } catch (error) {
+          errors.push((error as Error).message);
+          if (rank !== failing) break;
+        }
+      }
+      return errors;
+    });
+    const errors = await Promise.all(runs);
+    const elapsed = performance.now() - started;
+    expect(errors[failing]).toEqual([
+      'bad batch on rank 2',
+      expect.stringMatching(/^DataParallelTrainer\.step: rank 2 refuses step 1: an earlier step failed here \(bad batch on rank 2\)/),
+    ]);
+    for (const rank of [0, 1, 3]) {
+      expect(errors[rank]).toHaveLength(1);
+      expect(errors[rank]![0]).toMatch(new RegExp(`^DataParallelTrainer\\.step: rank ${rank} of 4 could not all-reduce step 1: `));
+      expect(errors[rank]![0]).toMatch(/rank\(s\) 2$/);
+    }
+    expect(elapsed).toBeLessThan(timeoutMs + 2_000);
+    // Before, rank 2's third call joined the others' second all-reduce, which all four completed
+    // with rank 2 one batch behind (steps [2, 2, 2, 2]); only their third step timed out.
+    expect(trainers.map((trainer) => trainer.steps)).toEqual([1, 1, 1, 1]);
+    tf.dispose(batches.flatMap((b) => [b.x, b.y]));
+    for (const optimizer of optimizers) optimizer.dispose();
+    for (const model of replicas) model.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
   it('ranks whose models differ: every rank rejects with a mismatch instead of mixing data', async () => {
     const before = tf.memory().numTensors;
     const group = createSimulatedGroup(2);

@@ -93,6 +93,8 @@ export class DataParallelTrainer {
   /** The `step` of each layer's statistics last reduced, to tell fresh statistics from stale. */
   readonly #reducedSteps = new Map<string, number>();
   #steps = 0;
+  /** Why a step failed on this rank; set, every later step is refused (the ranks are out of step). */
+  #failure: string | undefined;
 
   constructor(options: DataParallelTrainerOptions) {
     const where = 'DataParallelTrainer';
@@ -197,10 +199,31 @@ export class DataParallelTrainer {
    * Rejects with an `Error` starting `DataParallelTrainer.step:` whose `cause` is the transport's
    * error when the ranks do not agree (different variables or layers: a layout mismatch) or
    * another rank failed or timed out; the optimizer has not stepped then.
+   *
+   * After a step failed on this rank (its own error, such as a throwing `loss`, or the group's),
+   * every later step is refused at once with an `Error` saying so: a rank that catches its error
+   * and carries on would otherwise pair its next batch with the others' current one and run out of
+   * step with them until the end. The others, waiting for it, fail within their timeout.
    */
   async step(loss: () => tf.Scalar): Promise<number> {
     const where = 'DataParallelTrainer.step';
     if (typeof loss !== 'function') throw new TypeError(`${where}: loss must be a function returning a tf.Scalar`);
+    if (this.#failure !== undefined) {
+      throw new Error(
+        `${where}: rank ${this.rank} refuses step ${this.#steps}: an earlier step failed here (${this.#failure}), ` +
+          'so the ranks are no longer in step; stop, or start a new group (transport and trainers)',
+      );
+    }
+    try {
+      return await this.#step(where, loss);
+    } catch (error) {
+      this.#failure = error instanceof Error ? error.message : String(error);
+      throw error;
+    }
+  }
+
+  /** One step: gradients and statistics, their all-reduced means, the optimizer's update. */
+  async #step(where: string, loss: () => tf.Scalar): Promise<number> {
     const variables = this.#resolveVariables(where);
     const { value, grads } = this.optimizer.computeGradients(loss, [...variables]);
     const created: tf.Tensor[] = [];

@@ -12,6 +12,9 @@
  *   throws on step 1; rank 2 records its error and closes its transport (its `MPI_Finalize` waits
  *   for the others), the others record what their step rejected with.
  *
+ * - `carry-on` (under `mpirun`): as `failing`, but rank 2 catches its step-1 error and carries on
+ *   to step 2, which its trainer refuses; it then records that error and closes its transport.
+ *
  * The folder's unique name also tags the command line, so the test can find leftover processes.
  */
 // The @tensorflow/tfjs bundle registers the gradients (and the cpu backend) under plain Node.
@@ -74,7 +77,8 @@ async function main(): Promise<void> {
   const { rank, worldSize } = transport;
   const model = mlp(SEED + 10 * rank, HIDDEN);
   const optimizer = new MkorOptimizer(model);
-  const timeout = mode === 'failing' ? { timeoutMs: FAILING_TIMEOUT_MS } : {};
+  const failing = mode === 'failing' || mode === 'carry-on';
+  const timeout = failing ? { timeoutMs: FAILING_TIMEOUT_MS } : {};
   const trainer = new DataParallelTrainer({ optimizer, transport, variables: trainableVariables(model), ...timeout });
   await trainer.syncWeights();
   const start = weightsOf(model);
@@ -90,10 +94,12 @@ async function main(): Promise<void> {
       try {
         losses.push(
           await trainer.step(() => {
-            if (mode === 'failing' && rank === 2 && step === 1) throw new Error('rank 2 failed in its forward pass');
+            if (failing && rank === 2 && step === 1) throw new Error('rank 2 failed in its forward pass');
             return loss();
           }),
         );
+      } catch (error) {
+        if (!(mode === 'carry-on' && rank === 2 && step === 1)) throw error;
       } finally {
         tf.dispose([batch.x, batch.y]);
       }

@@ -15,6 +15,14 @@
  * every rank the same minimum and maximum of each field, so a disagreement is seen by all ranks at
  * once; they all skip the collective and the communicator stays usable.
  *
+ * Exit notices. A rank whose process exits abnormally (an uncaught exception, a non-zero exit code,
+ * or collectives still in flight) cannot take part in MPI_Finalize, which waits for every rank, so
+ * the others would wait for it until their deadlines. Instead its MPI thread sends one short text
+ * ("exited with code 1 after ...") to every other rank on a duplicate of MPI_COMM_WORLD kept for
+ * these notices, and the process exits without MPI_Finalize. Every rank keeps a receive for a
+ * notice posted; when one arrives, the engine breaks and every collective in flight or queued fails
+ * at once with "rank <sender> <text>", and mpirun then ends the job as for a crash.
+ *
  * float16 on the wire, two ways (the JavaScript side chooses):
  *  - "convert": each value is rounded to the nearest binary16 (ties to even) and decoded back to
  *    float32, then summed by MPI_Iallreduce(MPI_FLOAT, MPI_SUM): float32 bytes on the wire, the
@@ -123,7 +131,10 @@ typedef enum {
   OUTCOME_ABORTED,
 } item_outcome;
 
-enum { HEADER_FIELDS = 5, MESSAGE_CAPACITY = 600, REASON_CAPACITY = 400 };
+enum { HEADER_FIELDS = 5, MESSAGE_CAPACITY = 600, REASON_CAPACITY = 400, NOTICE_TAG = 1 };
+
+/* How long an exiting rank waits for its exit notices to leave before it exits anyway. */
+static const double NOTICE_SEND_SECONDS = 1.0;
 
 /* How long the MPI thread polls without sleeping after the last start or completion, and the
  * longest pause between polls after that (see the end of mpi_thread_main). */
@@ -204,6 +215,8 @@ static struct {
   pthread_mutex_t mutex;
   pthread_cond_t wake;
   item_list queue; /* guarded by mutex */
+  item *outgoing_notice; /* guarded by mutex: an exit notice to send, its `outcome` set once sent */
+  pthread_cond_t notice_sent;
   pthread_t thread;
   engine_phase phase; /* JavaScript thread only */
   napi_threadsafe_function deliver;
@@ -217,7 +230,15 @@ static struct {
   int broken;
   char broken_reason[REASON_CAPACITY];
   item_list abandoned; /* requests that may still write into their buffers */
-} engine = {.mutex = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+  MPI_Comm notice_comm;
+  MPI_Request notice_request; /* the posted receive of an exit notice */
+  int notice_posted;
+  char notice_text[REASON_CAPACITY];
+  int failed_rank; /* the rank whose exit notice broke the engine, or -1; read by settle_promise */
+} engine = {.mutex = PTHREAD_MUTEX_INITIALIZER,
+            .wake = PTHREAD_COND_INITIALIZER,
+            .notice_sent = PTHREAD_COND_INITIALIZER,
+            .failed_rank = -1};
 
 static double monotonic_seconds(void) {
   struct timespec now;
@@ -418,6 +439,12 @@ static int start_item(item *it) {
 static void finalize_mpi(item *closing) {
   closing->finalized = 0;
   if (engine.abandoned.head == NULL) {
+    if (engine.notice_posted) {
+      MPI_Cancel(&engine.notice_request);
+      MPI_Wait(&engine.notice_request, MPI_STATUS_IGNORE);
+      engine.notice_posted = 0;
+    }
+    MPI_Comm_free(&engine.notice_comm);
     MPI_Op_free(&engine.half_sum_op);
     MPI_Finalize();
     closing->finalized = 1;
@@ -426,6 +453,69 @@ static void finalize_mpi(item *closing) {
              "MPI_Finalize skipped: a collective that failed may still be pending in MPI (%s)", engine.broken_reason);
   }
   for (item *it = list_pop(&engine.abandoned); it != NULL; it = list_pop(&engine.abandoned)) free_item(it);
+}
+
+/* Sends the text of `notice` to every other rank, waiting at most NOTICE_SEND_SECONDS for the
+ * sends to complete, and sets its `outcome` (OK: sent; ABORTED: not needed or not completed). */
+static void send_exit_notice(item *notice) {
+  if (engine.failed_rank >= 0) {
+    notice->outcome = OUTCOME_ABORTED;
+    snprintf(notice->message, sizeof notice->message, "rank %d already failed", engine.failed_rank);
+    return;
+  }
+  MPI_Request *requests = (MPI_Request *)calloc((size_t)engine.size, sizeof(MPI_Request));
+  if (requests == NULL) {
+    notice->outcome = OUTCOME_ABORTED;
+    snprintf(notice->message, sizeof notice->message, "out of memory");
+    return;
+  }
+  const int length = (int)strnlen(notice->message, REASON_CAPACITY - 1);
+  notice->message[length] = '\0';
+  for (int peer = 0; peer < engine.size; peer++) {
+    requests[peer] = MPI_REQUEST_NULL;
+    if (peer != engine.rank) {
+      MPI_Isend(notice->message, length + 1, MPI_CHAR, peer, NOTICE_TAG, engine.notice_comm, &requests[peer]);
+    }
+  }
+  const double deadline = monotonic_seconds() + NOTICE_SEND_SECONDS;
+  int done = 0;
+  while (!done && monotonic_seconds() < deadline) {
+    if (MPI_Testall(engine.size, requests, &done, MPI_STATUSES_IGNORE) != MPI_SUCCESS) break;
+    if (!done) sched_yield();
+  }
+  free(requests); /* sends still pending are left to the exiting process */
+  notice->outcome = done ? OUTCOME_OK : OUTCOME_ABORTED;
+  if (!done) snprintf(notice->message, sizeof notice->message, "the notices were not delivered within %.0f s", NOTICE_SEND_SECONDS);
+}
+
+/* Whether another rank's exit notice arrived; if so, breaks the engine with "rank <r> <text>". */
+static int exit_notice_arrived(void) {
+  if (!engine.notice_posted) return 0;
+  int arrived = 0;
+  MPI_Status status;
+  if (MPI_Test(&engine.notice_request, &arrived, &status) != MPI_SUCCESS || !arrived) return 0;
+  engine.notice_posted = 0;
+  engine.notice_text[REASON_CAPACITY - 1] = '\0';
+  if (!engine.broken) {
+    char reason[REASON_CAPACITY];
+    snprintf(reason, sizeof reason, "rank %d %.*s", status.MPI_SOURCE, REASON_CAPACITY - 24, engine.notice_text);
+    engine.failed_rank = status.MPI_SOURCE;
+    break_engine(reason);
+  }
+  return 1;
+}
+
+/* Fails every item of `items` but an ITEM_FINALIZE (kept in `items`) with the engine's reason. */
+static void abort_items(item_list *items) {
+  item_list keep = {NULL, NULL};
+  for (item *it = list_pop(items); it != NULL; it = list_pop(items)) {
+    if (it->kind == ITEM_FINALIZE) {
+      list_push(&keep, it);
+    } else {
+      fail_with(it, OUTCOME_ABORTED, engine.broken_reason);
+    }
+  }
+  *items = keep;
 }
 
 static void *mpi_thread_main(void *argument) {
@@ -444,6 +534,10 @@ static void *mpi_thread_main(void *argument) {
   int version_length = 0;
   MPI_Get_library_version(engine.library_version, &version_length);
   MPI_Op_create(half_sum, 1, &engine.half_sum_op);
+  MPI_Comm_dup(MPI_COMM_WORLD, &engine.notice_comm);
+  MPI_Comm_set_errhandler(engine.notice_comm, MPI_ERRORS_RETURN);
+  engine.notice_posted = MPI_Irecv(engine.notice_text, REASON_CAPACITY, MPI_CHAR, MPI_ANY_SOURCE, NOTICE_TAG,
+                                   engine.notice_comm, &engine.notice_request) == MPI_SUCCESS;
   deliver(init);
 
   item_list waiting = {NULL, NULL}; /* taken from the queue, not started yet, in call order */
@@ -454,13 +548,31 @@ static void *mpi_thread_main(void *argument) {
 
   for (;;) {
     pthread_mutex_lock(&engine.mutex);
-    if (engine.queue.head == NULL && waiting.head == NULL && active.head == NULL) {
+    if (engine.queue.head == NULL && waiting.head == NULL && active.head == NULL && engine.outgoing_notice == NULL) {
       pthread_cond_wait(&engine.wake, &engine.mutex);
     }
     list_append(&waiting, &engine.queue);
+    item *notice = engine.outgoing_notice;
     pthread_mutex_unlock(&engine.mutex);
 
+    if (notice != NULL) {
+      send_exit_notice(notice);
+      pthread_mutex_lock(&engine.mutex);
+      engine.outgoing_notice = NULL;
+      notice->finalized = 1; /* "answered" */
+      pthread_cond_signal(&engine.notice_sent);
+      pthread_mutex_unlock(&engine.mutex);
+    }
+
     int progressed = 0;
+
+    /* Another rank's exit notice: everything in flight or queued fails now, naming that rank. */
+    if (exit_notice_arrived()) {
+      abort_items(&active);
+      abort_items(&waiting);
+      blocking = NULL;
+      progressed = 1;
+    }
 
     /* Start waiting items in call order; an agreement check holds back the items after it, so
      * that the next collective starts at the same position on every rank. */
@@ -676,6 +788,11 @@ static void settle_promise(napi_env env, item *it) {
   napi_create_string_utf8(env, it->outcome == OUTCOME_OK ? "could not create the result" : it->message,
                           NAPI_AUTO_LENGTH, &message);
   napi_create_error(env, code, message, &error);
+  if (it->outcome == OUTCOME_ABORTED && engine.failed_rank >= 0) {
+    napi_value rank;
+    napi_create_int32(env, engine.failed_rank, &rank);
+    set_named(env, error, "failedRank", rank);
+  }
   napi_reject_deferred(env, it->deferred, error);
 }
 
@@ -862,12 +979,57 @@ static napi_value js_finalize_at_exit(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* notifyExit(notice: string): string. For an abnormal process 'exit': the MPI thread sends `notice`
+ * (e.g. "exited with code 1 after an uncaught exception: Error: boom") to every other rank, which
+ * fail their collectives naming this rank. Waits until the notices left (at most about
+ * NOTICE_SEND_SECONDS) and returns "sent", or why not. MPI_Finalize is not called. */
+static napi_value js_notify_exit(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK_NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  const char *status = "not running";
+  if (engine.phase == PHASE_RUNNING) {
+    item *notice = (item *)calloc(1, sizeof(item));
+    size_t copied = 0;
+    if (notice == NULL || argc < 1 ||
+        napi_get_value_string_utf8(env, argv[0], notice->message, REASON_CAPACITY, &copied) != napi_ok) {
+      free(notice);
+      napi_throw_type_error(env, "MPI_ADDON", "mkor_mpi: notifyExit(notice) needs a string");
+      return NULL;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)NOTICE_SEND_SECONDS + 1;
+    pthread_mutex_lock(&engine.mutex);
+    engine.outgoing_notice = notice;
+    pthread_cond_signal(&engine.wake);
+    int waited = 0;
+    while (!notice->finalized && waited == 0) waited = pthread_cond_timedwait(&engine.notice_sent, &engine.mutex, &until);
+    const int answered = notice->finalized;
+    pthread_mutex_unlock(&engine.mutex);
+    if (!answered) {
+      status = "the MPI thread did not answer"; /* `notice` stays with the MPI thread; the process exits */
+    } else {
+      status = notice->outcome == OUTCOME_OK ? "sent" : notice->message;
+      napi_value result;
+      napi_status made = napi_create_string_utf8(env, status, NAPI_AUTO_LENGTH, &result);
+      free(notice);
+      if (made != napi_ok) return NULL;
+      return result;
+    }
+  }
+  napi_value result;
+  CHECK_NAPI(env, napi_create_string_utf8(env, status, NAPI_AUTO_LENGTH, &result));
+  return result;
+}
+
 static napi_value init_module(napi_env env, napi_value exports) {
   const napi_property_descriptor properties[] = {
       {"start", NULL, js_start, NULL, NULL, NULL, napi_enumerable, NULL},
       {"submit", NULL, js_submit, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"finalizeAtExit", NULL, js_finalize_at_exit, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"notifyExit", NULL, js_notify_exit, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK_NAPI(env, napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties));
   return exports;

@@ -36,6 +36,8 @@ export interface MpiAddon {
   ): Promise<Float32Array | undefined>;
   close(): Promise<MpiCloseInfo>;
   finalizeAtExit(): string;
+  /** Sends `notice` to every other rank (for an abnormal exit); returns `'sent'` or why not. */
+  notifyExit(notice: string): string;
 }
 
 /** How to get a working addon, appended to every {@link MpiUnavailableError}. */

@@ -331,5 +331,19 @@ describe.skipIf(mpirun === undefined)(
       expect(job.code).not.toBe(0);
       expect(job.leftovers).toEqual([]);
     });
+
+    it.each([
+      ['uncaught-exception', 'exited with code 1 after an uncaught exception: Error: injected failure in the step'],
+      ['unhandled-rejection', 'exited with code 1 after an unhandled rejection: Error: injected rejection in the step'],
+      ['exit-code', 'exited with code 3'],
+    ])('a rank that dies by %s tells the others, who fail naming it within seconds', async (how, cause) => {
+      const job = await runJob(`dies-${how}`, 60_000);
+      const waiting = expectFailure(job, 'waiting', [0, 1, 2], 'TransportAbortedError', `rank 3 ${cause}`);
+      // The timeout was 30 s; the notice travels as soon as the rank's process starts to exit.
+      for (const line of waiting) expect(line.elapsedMs).toBeLessThan(3000);
+      expect(job.stderr).toContain(`[@mkor/mpi rank 3/4] exiting without MPI_Finalize: told the other ranks`);
+      expect(job.code).not.toBe(0);
+      expect(job.leftovers).toEqual([]);
+    });
   },
 );

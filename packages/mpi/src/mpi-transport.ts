@@ -118,7 +118,12 @@ export class MpiTransport implements Transport {
   #sequence = 0;
   #abort: { readonly ranks: readonly number[]; readonly reason: string } | undefined;
   #closing: Promise<void> | undefined;
-  readonly #onExit = (): void => this.#finalizeAtExit();
+  /** The uncaught exception or unhandled rejection that is ending the process, if any. */
+  #fatal: { readonly error: unknown; readonly origin: string } | undefined;
+  readonly #onExit = (code: number): void => this.#finalizeAtExit(code);
+  readonly #onFatal = (error: unknown, origin: string): void => {
+    this.#fatal ??= { error, origin };
+  };
   readonly #onTerminate = (): void => this.#terminated();
 
   /**
@@ -145,6 +150,7 @@ export class MpiTransport implements Transport {
     }
     const transport = new MpiTransport(CREATE_TOKEN, addon, info, timeoutMs, checkAgreement, float16Wire);
     process.on('exit', transport.#onExit);
+    process.on('uncaughtExceptionMonitor', transport.#onFatal);
     if (handleTermination) process.on('SIGTERM', transport.#onTerminate);
     return transport;
   }
@@ -216,6 +222,7 @@ export class MpiTransport implements Transport {
       this.#rejectPending(closedError);
       this.#closing = this.#addon.close().then((outcome) => {
         process.off('exit', this.#onExit);
+        process.off('uncaughtExceptionMonitor', this.#onFatal);
         process.off('SIGTERM', this.#onTerminate);
         if (!outcome.finalized) this.#warn(outcome.message);
       });
@@ -275,7 +282,8 @@ export class MpiTransport implements Transport {
       return timeout;
     }
     const reason = code === 'ABORTED' ? detail : `MPI error: ${detail}`;
-    this.#abort ??= { ranks: [], reason };
+    const failedRank = (error as { failedRank?: unknown }).failedRank;
+    this.#abort ??= { ranks: typeof failedRank === 'number' ? [failedRank] : [], reason };
     return new TransportAbortedError(operation, this.#abort.ranks, reason);
   }
 
@@ -299,15 +307,44 @@ export class MpiTransport implements Transport {
     if (exiting) setTimeout(() => process.exit(SIGTERM_EXIT_CODE), 200);
   }
 
-  /** process 'exit': finalise MPI if nothing is in flight; say why not otherwise. */
-  #finalizeAtExit(): void {
-    const status = this.#addon.finalizeAtExit();
-    if (status !== 'finalized') this.#warn(`exiting without MPI_Finalize (${status})`);
+  /**
+   * process 'exit'. A normal exit (code 0, nothing in flight) finalises MPI. Any other exit — an
+   * uncaught exception, an unhandled rejection, a non-zero code, or collectives still in flight —
+   * cannot finalise (MPI_Finalize waits for every rank, and the others are waiting for this one):
+   * it tells the other ranks why, so that their collectives fail at once naming this rank, and
+   * exits without MPI_Finalize (mpirun then ends the job).
+   */
+  #finalizeAtExit(code: number): void {
+    if (code === 0 && this.#fatal === undefined && this.#pending.size === 0) {
+      const status = this.#addon.finalizeAtExit();
+      if (status !== 'finalized') this.#warn(`exiting without MPI_Finalize (${status})`);
+      return;
+    }
+    const notice = exitNotice(code, this.#fatal, this.#pending.size);
+    const status = this.#addon.notifyExit(notice);
+    const outcome = status === 'sent' ? 'told the other ranks' : `could not tell the other ranks: ${status}`;
+    this.#warn(`exiting without MPI_Finalize: ${outcome} (${notice})`);
   }
 
   #warn(message: string): void {
     process.stderr.write(`[@mkor/mpi rank ${this.rank}/${this.worldSize}] ${message}\n`);
   }
+}
+
+/** The longest cause an exit notice quotes (the native side keeps at most 399 bytes in all). */
+const NOTICE_CAUSE_CHARS = 240;
+
+/** What an exiting rank tells the others, after "rank <r> ": "exited with code 1 after an uncaught exception: Error: boom". */
+function exitNotice(code: number, fatal: { readonly error: unknown; readonly origin: string } | undefined, inFlight: number): string {
+  let notice = `exited with code ${code}`;
+  if (fatal !== undefined) {
+    const what = fatal.origin === 'unhandledRejection' ? 'an unhandled rejection' : 'an uncaught exception';
+    const error = fatal.error;
+    const cause = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    notice += ` after ${what}: ${cause.length > NOTICE_CAUSE_CHARS ? `${cause.slice(0, NOTICE_CAUSE_CHARS)}…` : cause}`;
+  }
+  if (inFlight > 0) notice += ` with ${inFlight} collective(s) in flight`;
+  return notice;
 }
 
 /** MPI counts are C `int`s. */

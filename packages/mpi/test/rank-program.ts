@@ -157,6 +157,38 @@ async function crash(): Promise<void> {
   await record(rank, 'waiting', () => transport.allReduce(contribution(rank, 1, 64)));
 }
 
+/** How the last rank dies in the `dies-<how>` scenarios. */
+const DEATHS: Record<string, () => void> = {
+  'uncaught-exception': () => {
+    setTimeout(() => {
+      throw new Error('injected failure in the step');
+    }, 0);
+  },
+  'unhandled-rejection': () => {
+    void Promise.reject(new Error('injected rejection in the step'));
+  },
+  'exit-code': () => process.exit(3),
+};
+
+/**
+ * The last rank dies through its own process-exit path (`how`: an uncaught exception, an unhandled
+ * rejection, or `process.exit(3)`) while the others wait for it in an all-reduce (timeout 30 s).
+ */
+async function dies(how: string): Promise<void> {
+  const death = DEATHS[how];
+  if (death === undefined) throw new Error(`rank-program: unknown death ${how}`);
+  const transport = await MpiTransport.create({ timeoutMs: 30_000 });
+  const { rank, worldSize } = transport;
+  await transport.barrier();
+  if (rank === worldSize - 1) {
+    await sleep(200);
+    death();
+    return;
+  }
+  emit(rank, 'waiting-started');
+  await record(rank, 'waiting', () => transport.allReduce(contribution(rank, 1, 64)));
+}
+
 if (scenario === 'correctness') {
   await correctness();
 } else if (scenario === 'half-wire') {
@@ -165,6 +197,8 @@ if (scenario === 'correctness') {
   await earlyExit();
 } else if (scenario === 'crash') {
   await crash();
+} else if (scenario?.startsWith('dies-') === true) {
+  await dies(scenario.slice('dies-'.length));
 } else {
   throw new Error(`rank-program: unknown scenario ${String(scenario)}`);
 }
