@@ -30,7 +30,11 @@ function propertySeed(): string {
 export default defineConfig({
   root: process.cwd(),
   resolve: {
-    alias: [{ find: /^@mkor\/([a-z0-9-]+)$/, replacement: `${repoRoot}packages/$1/src/index.ts` }],
+    alias: [
+      { find: /^@mkor\/([a-z0-9-]+)$/, replacement: `${repoRoot}packages/$1/src/index.ts` },
+      // Subpath entries, e.g. @mkor/allreduce/worker-threads.
+      { find: /^@mkor\/([a-z0-9-]+)\/([a-z0-9-]+)$/, replacement: `${repoRoot}packages/$1/src/$2/index.ts` },
+    ],
   },
   test: {
     include: ['**/*.test.ts'],
