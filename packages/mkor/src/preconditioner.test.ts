@@ -116,9 +116,13 @@ describe('mkorPreconditioner', () => {
   });
 
   it('resets a factor that overflows to the identity and counts it', () => {
-    const transform = mkorPreconditioner([conv], { factorUpdateInterval: 1, stabilizer: false, form: 'exact', gamma: 0.5 });
-    let state = transform.init({});
-    const statistics: Rank1Statistics = { a: tf.fill([8], 1e30), g: tf.ones([4]), rows: 1, step: 0 };
+    // (1/γ)·F⁻¹ with F⁻¹ = 1e38·I and γ = 0.1 overflows float32 (a huge v no longer does: v is scaled).
+    const transform = mkorPreconditioner([conv], { factorUpdateInterval: 1, stabilizer: false, form: 'exact', gamma: 0.1 });
+    const fresh = transform.init({});
+    const huge = tf.mul(tf.eye(8), 1e38) as tf.Tensor2D;
+    let state: typeof fresh = { ...fresh, layers: { conv: { ...fresh.layers.conv!, inputInverse: huge } } };
+    fresh.layers.conv!.inputInverse.dispose();
+    const statistics: Rank1Statistics = { a: tf.fill([8], 1e-3), g: tf.ones([4]), rows: 1, step: 0 };
     const grads = { 'conv/kernel': tf.ones([2, 2, 2, 4]) };
     const result = applyTransform(transform, grads, state, { extras: { statistics: { conv: statistics } } });
     state = result.state;

@@ -1,7 +1,7 @@
-import { checkFinite as checkAllFinite, checkNumber, checkOneOf, checkRank, checkSquareMatrix, checkVector } from '@mkor/core';
+import { checkNumber, checkOneOf, checkRank, checkSquareMatrix, checkVector } from '@mkor/core';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { checkFloat32, rankOneParts, shermanMorrisonUnchecked } from './sherman-morrison';
+import { checkFiniteUpdate, checkFloat32, rankOneParts, shermanMorrisonUnchecked } from './sherman-morrison';
 
 /**
  * The three forms of MKOR's inverse-factor update found in the wild:
@@ -36,20 +36,22 @@ export interface InverseUpdateOptions {
   /** Factor momentum γ ∈ (0, 1). Default 0.95. Validated but unused by the `'reference'` form. */
   readonly gamma?: number;
   /**
-   * Refuse inputs holding NaN or ±Inf (one scalar read-back per input tensor). Default true;
-   * hot paths that check the factors elsewhere turn it off.
+   * Refuse inputs holding NaN or ±Inf, and a result beyond float32 (one scalar read-back after
+   * the update, for inputs and result together). Default true; hot paths that check the factors
+   * elsewhere turn it off.
    */
   readonly checkFinite?: boolean;
 }
 
 /**
  * The printed eq. 5/6 written with (β, α) so that β = γ, α = 1 − γ gives it back:
- * `βP + α/(β²(1 + βα·vᵀPv))·PvvᵀP`.
+ * `βP + α/(β²(1 + βα·vᵀPv))·PvvᵀP`, computed with the scaled parts of `rankOneParts` as
+ * `βP + α/(β²(1/σ² + βα·q))·uuᵀ`, so that no magnitude of v overflows.
  */
 function paperStep(inverse: tf.Tensor2D, v: tf.Tensor1D, beta: number, alpha: number): tf.Tensor2D {
   return tf.tidy(() => {
-    const { outer, quadratic } = rankOneParts(inverse, v);
-    const denominator = tf.mul(tf.scalar(beta * beta), tf.add(tf.scalar(1), tf.mul(tf.scalar(beta * alpha), quadratic)));
+    const { outer, quadratic, inverseScaleSquared } = rankOneParts(inverse, v);
+    const denominator = tf.mul(tf.scalar(beta * beta), tf.add(inverseScaleSquared, tf.mul(tf.scalar(beta * alpha), quadratic)));
     const coefficient = tf.div(tf.scalar(alpha), denominator);
     return tf.add(tf.mul(inverse, tf.scalar(beta)), tf.mul(outer, coefficient)) as tf.Tensor2D;
   });
@@ -101,8 +103,9 @@ function resolveOptions(where: string, options: InverseUpdateOptions | undefined
  *          = (1/γ)F⁻¹ₜ₋₁ − ((1−γ)/γ²)·(F⁻¹ₜ₋₁v)(F⁻¹ₜ₋₁v)ᵀ / (1 + ((1−γ)/γ)·vᵀF⁻¹ₜ₋₁v)
  *
  * where `v` is the layer's rank-1 vector (`a` for the input factor R, `g` for the output factor L).
- * A symmetric input gives an exactly symmetric result. Nothing is read back unless
- * `checkFinite` is on.
+ * A symmetric input gives an exactly symmetric result. Every magnitude of v is handled (it is
+ * scaled by its largest entry before any product). Nothing is read back unless `checkFinite` is
+ * on, which checks inputs and result with one read-back after the update.
  *
  * @param inverse - the current inverse factor `F⁻¹ₜ₋₁`, symmetric float32 `[d, d]`. Not disposed.
  * @param v - the rank-1 vector, float32 `[d]`. Not disposed.
@@ -117,11 +120,9 @@ export function updateInverseFactor(inverse: tf.Tensor2D, v: tf.Tensor1D, option
   checkFloat32(where, 'inverse', inverse);
   checkFloat32(where, 'v', v);
   const { form, gamma, checkFinite } = resolveOptions(where, options);
-  if (checkFinite) {
-    checkAllFinite(where, 'inverse', inverse);
-    checkAllFinite(where, 'v', v);
-  }
-  return applyVectors(inverse, [v], form, gamma);
+  const result = applyVectors(inverse, [v], form, gamma);
+  if (checkFinite) checkFiniteUpdate(where, [['inverse', inverse], ['v', v]], result);
+  return result;
 }
 
 /**
@@ -157,9 +158,7 @@ export function updateInverseFactorRankR(
   checkFloat32(where, 'inverse', inverse);
   checkFloat32(where, 'vectors', vectors);
   const { form, gamma, checkFinite } = resolveOptions(where, options);
-  if (checkFinite) {
-    checkAllFinite(where, 'inverse', inverse);
-    checkAllFinite(where, 'vectors', vectors);
-  }
-  return tf.tidy(() => applyVectors(inverse, tf.unstack(vectors) as tf.Tensor1D[], form, gamma));
+  const result = tf.tidy(() => applyVectors(inverse, tf.unstack(vectors) as tf.Tensor1D[], form, gamma));
+  if (checkFinite) checkFiniteUpdate(where, [['inverse', inverse], ['vectors', vectors]], result);
+  return result;
 }

@@ -125,16 +125,16 @@ describe('Lemma 3.1 — one update', () => {
     {
       form: 'reference',
       inverse: [1, 0, 0, 1],
-      v: [12345, 6789],
+      v: [12345, 1],
       gamma: 0.95,
-      why: 'the same cancellation in J − (Jv)(Jv)ᵀ/(1 + vᵀJv): λmin ≈ 5e-9 against terms of size ≈ 2',
+      why: 'the same cancellation in J − (Jv)(Jv)ᵀ/(1 + vᵀJv): λmin ≈ 6e-9 against terms of size ≈ 1',
     },
     {
       form: 'paper',
-      inverse: [2, 1, 1, 2],
-      v: [3, 1],
-      gamma: 0.001,
-      why: 'a small γ: γP (λmin ≈ 1e-3) plus a term of size ≈ 1e7 whose rounding swamps it',
+      inverse: [1, 0, 0, 1],
+      v: [3, 3000],
+      gamma: 1e-4,
+      why: 'a tiny γ: γP (λmin ≈ 1e-4) plus a term of size ≈ 1e12 whose rounding swamps it',
     },
   ];
   for (const { form, inverse: entries, v: vector, gamma, why } of counterexamples) {

@@ -183,7 +183,7 @@ describe('shermanMorrison', () => {
     expect(() => shermanMorrison(square, integers as tf.Tensor1D, ok)).toThrow(
       'shermanMorrison: v must be a float32 tensor, got dtype int32',
     );
-    expect(() => shermanMorrison(square, v, { beta: 0, alpha: 0.1 })).toThrow('shermanMorrison: beta must be (0, ∞), got 0');
+    expect(() => shermanMorrison(square, v, { beta: 0, alpha: 0.1 })).toThrow(/shermanMorrison: beta must be \[1\.17549\d*e-38, ∞\), got 0/);
     expect(() => shermanMorrison(square, v, { beta: 1, alpha: -0.1 })).toThrow('shermanMorrison: alpha must be [0, ∞), got -0.1');
     expect(() => shermanMorrison(square, v, { beta: Number.NaN, alpha: 0 })).toThrow(/beta must be/);
     expect(() => shermanMorrison(square, nan, ok)).toThrow('shermanMorrison: v contains NaN or Inf');
@@ -264,6 +264,41 @@ describe('updateInverseFactor', () => {
     const result = updateInverseFactor(inverse, zero, { gamma: 0.5 });
     expect(Array.from(result.dataSync())).toEqual([2, 0.5, 0.5, 2]);
     tf.dispose([inverse, zero, result]);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('stays finite for a huge finite v (vᵀF⁻¹v beyond float32) and matches float64 in every form', () => {
+    // Before v was scaled, v = 1e20 gave an all-NaN factor (Inf/Inf) with checkFinite on.
+    const before = tf.memory().numTensors;
+    const start = matrix(3, 3, [2, 0.5, 0.25, 0.5, 1.5, 0.1, 0.25, 0.1, 1]);
+    const inverse = toTensor(start);
+    for (const entries of [[1e20, 1e20, 1e20], [1e20, 1, -2], [3e38, -3e38, 1e-30], [1e-30, 0, 2e-38]]) {
+      const v = tf.tensor1d(entries);
+      const v64 = Float64Array.from(v.dataSync());
+      for (const form of ['exact', 'paper', 'reference'] as const) {
+        const result = updateInverseFactor(inverse, v, { form, gamma: 0.9 });
+        const got = fromTensor(result);
+        const expected = updateInverseFactor64(start, v64, form, 0.9);
+        const size = Math.max(...Array.from(expected.data, Math.abs), 1);
+        // Terms of size ≈ |F⁻¹|/γ², a few roundings each.
+        for (let i = 0; i < 9; i++) expect(Math.abs(got.data[i]! - expected.data[i]!), `${form} ${entries}`).toBeLessThan(64 * FLOAT32_UNIT_ROUNDOFF * size * 10);
+        result.dispose();
+      }
+      v.dispose();
+    }
+    inverse.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('refuses a result beyond float32 and a β whose reciprocal is, with clear errors', () => {
+    const before = tf.memory().numTensors;
+    const inverse = tf.tensor2d([1e38, 0, 0, 1e38], [2, 2]);
+    const v = tf.tensor1d([1, 1]);
+    const zero = tf.zeros([2]) as tf.Tensor1D;
+    // (1/γ)·F⁻¹ with F⁻¹ = 1e38 I and γ = 0.1 overflows float32: refused, not returned as Inf.
+    expect(() => updateInverseFactor(inverse, zero, { gamma: 0.1 })).toThrow(/updateInverseFactor: the updated inverse is not representable in float32/);
+    expect(() => shermanMorrison(inverse, v, { beta: 1e-45, alpha: 1 })).toThrow(/shermanMorrison: beta must be \[1\.17549\d*e-38, ∞\), got 1e-45/);
+    tf.dispose([inverse, v, zero]);
     expect(tf.memory().numTensors).toBe(before);
   });
 

@@ -1,4 +1,4 @@
-import { checkFinite as checkAllFinite, checkNumber, checkSquareMatrix, checkVector } from '@mkor/core';
+import { checkFinite as checkAllFinite, checkNumber, checkSquareMatrix, checkVector, finiteFlag } from '@mkor/core';
 import * as tf from '@tensorflow/tfjs-core';
 
 /** Options of {@link shermanMorrison}. */
@@ -21,33 +21,61 @@ export function checkFloat32(where: string, name: string, t: tf.Tensor): void {
   }
 }
 
+/** The smallest normal float32, 2⁻¹²⁶: the smallest β whose 1/β float32 can hold. */
+export const MIN_BETA = 2 ** -126;
+
 /**
- * The parts every form of the update shares, for a symmetric `P = F⁻¹` and a vector `v`:
- * `u = Pv` (one matrix–vector product), `s = vᵀu = vᵀF⁻¹v` (one dot product) and the outer
- * product `uuᵀ`. The outer product is formed as `u_i·u_j` elementwise, which is commutative in
- * IEEE arithmetic, so it is exactly symmetric; any scalar multiple of it added to a symmetric
- * matrix stays exactly symmetric. No value is read back.
+ * The parts every form of the update shares, for a symmetric `P = F⁻¹` and a vector `v`, computed
+ * with `v` scaled so that nothing overflows or underflows whatever its magnitude: with
+ * `σ = max|vᵢ|` (1 for a zero vector) and `w = v/σ`, `u = Pw` (one matrix–vector product),
+ * `q = wᵀu` (one dot product), the outer product `uuᵀ`, and `1/σ²` computed as `(1/σ)/σ` (0 when
+ * it underflows, which the forms treat as its limit). Then `vᵀPv = σ²q` and `PvvᵀP = σ²uuᵀ`. The
+ * outer product is formed as `u_i·u_j` elementwise, which is commutative in IEEE arithmetic, so it
+ * is exactly symmetric; any scalar multiple of it added to a symmetric matrix stays exactly
+ * symmetric. No value is read back.
  */
-export function rankOneParts(inverse: tf.Tensor2D, v: tf.Tensor1D): { outer: tf.Tensor2D; quadratic: tf.Scalar } {
+export function rankOneParts(inverse: tf.Tensor2D, v: tf.Tensor1D): { outer: tf.Tensor2D; quadratic: tf.Scalar; inverseScaleSquared: tf.Scalar } {
   const d = inverse.shape[0];
-  const column = tf.reshape(v, [d, 1]);
+  const largest = tf.max(tf.abs(v));
+  const scale = tf.where(tf.greater(largest, 0), largest, tf.onesLike(largest));
+  const column = tf.reshape(tf.div(v, scale), [d, 1]);
   const u = tf.matMul(inverse, column);
   const quadratic = tf.sum(tf.mul(column, u)) as tf.Scalar;
   const outer = tf.mul(u, tf.reshape(u, [1, d])) as tf.Tensor2D;
-  return { outer, quadratic };
+  const reciprocal = tf.div(1, scale);
+  return { outer, quadratic, inverseScaleSquared: tf.mul(reciprocal, reciprocal) as tf.Scalar };
 }
 
 /**
  * `(βF + αvvᵀ)⁻¹` from a symmetric `P = F⁻¹`, without validation (callers validate):
- * `(1/β)·(P − α·uuᵀ/(β + α·vᵀu))` with `u = Pv`, which is the Sherman–Morrison identity
- * `(1/β)P − (α/β²)·uuᵀ/(1 + (α/β)vᵀu)` with β factored out.
+ * `(1/β)·(P − c·uuᵀ)` with the scaled parts of {@link rankOneParts} and
+ * `c = α/(β/σ² + α·q)` — the Sherman–Morrison identity
+ * `(1/β)P − (α/β²)·(Pv)(Pv)ᵀ/(1 + (α/β)vᵀPv)` with β factored out and σ² divided out of the
+ * quotient, so that a huge v (its `vᵀPv` beyond float32) gives the finite limit, P's mass along v
+ * removed, and a tiny one gives P/β.
  */
 export function shermanMorrisonUnchecked(inverse: tf.Tensor2D, v: tf.Tensor1D, beta: number, alpha: number): tf.Tensor2D {
   return tf.tidy(() => {
-    const { outer, quadratic } = rankOneParts(inverse, v);
-    const coefficient = tf.div(tf.scalar(alpha), tf.add(tf.scalar(beta), tf.mul(tf.scalar(alpha), quadratic)));
+    if (alpha === 0) return tf.div(inverse, tf.scalar(beta)) as tf.Tensor2D;
+    const { outer, quadratic, inverseScaleSquared } = rankOneParts(inverse, v);
+    const coefficient = tf.div(tf.scalar(alpha), tf.add(tf.mul(tf.scalar(beta), inverseScaleSquared), tf.mul(tf.scalar(alpha), quadratic)));
     return tf.div(tf.sub(inverse, tf.mul(outer, coefficient)), tf.scalar(beta)) as tf.Tensor2D;
   });
+}
+
+/**
+ * Throws unless the inputs and the result of an update are finite: one reduction and one
+ * read-back over all three; on failure, names the input holding NaN/Inf, or says that the result
+ * is beyond float32 (e.g. `F⁻¹/β` overflowing for a tiny β). The result is disposed when refused.
+ */
+export function checkFiniteUpdate(where: string, inputs: readonly [string, tf.Tensor][], result: tf.Tensor): void {
+  const flag = finiteFlag([...inputs.map(([, t]) => t), result]);
+  const finite = flag.dataSync()[0] === 1;
+  flag.dispose();
+  if (finite) return;
+  result.dispose();
+  for (const [name, t] of inputs) checkAllFinite(where, name, t);
+  throw new RangeError(`${where}: the updated inverse is not representable in float32 (an entry overflows); the inputs are finite`);
 }
 
 /**
@@ -60,6 +88,10 @@ export function shermanMorrisonUnchecked(inverse: tf.Tensor2D, v: tf.Tensor1D, b
  * factor momentum `γF + (1−γ)vvᵀ` (eq. 3/4 with a rank-1 covariance).
  *
  * The scalar coefficient stays a tensor, so nothing is read back unless `checkFinite` is on.
+ * Every magnitude of v is handled: v is scaled by its largest entry before any product (see
+ * `rankOneParts`), so a v whose `vᵀF⁻¹v` is beyond float32 (entries above ≈ 1e19) gives the
+ * finite limit instead of NaN. β must be at least 2⁻¹²⁶ ≈ 1.18e-38 (smaller ones make `1/β`
+ * overflow float32), α any non-negative finite number.
  * A symmetric input gives an exactly symmetric result (see the package README). If `F` is
  * symmetric positive definite, so is the result in exact arithmetic; in float32 it is as long
  * as the result is not too ill-conditioned (see `docs/packages/sherman-morrison.md`).
@@ -67,8 +99,9 @@ export function shermanMorrisonUnchecked(inverse: tf.Tensor2D, v: tf.Tensor1D, b
  * @param inverse - `F⁻¹`, a symmetric float32 `[d, d]` matrix. Not disposed.
  * @param v - the rank-1 vector, float32 `[d]`. Not disposed.
  * @returns a new `[d, d]` tensor `(βF + αvvᵀ)⁻¹`.
- * @throws RangeError for a non-square `inverse`, a `v` of the wrong length, β ≤ 0, α < 0,
- *   non-finite β/α, or (with `checkFinite`) NaN/Inf in the inputs; TypeError for non-float32 tensors.
+ * @throws RangeError for a non-square `inverse`, a `v` of the wrong length, β < 2⁻¹²⁶, α < 0,
+ *   non-finite β/α, or (with `checkFinite`, one read-back after the update) NaN/Inf in the inputs or
+ *   a result beyond float32; TypeError for non-float32 tensors.
  */
 export function shermanMorrison(inverse: tf.Tensor2D, v: tf.Tensor1D, options: ShermanMorrisonOptions): tf.Tensor2D {
   const where = 'shermanMorrison';
@@ -76,11 +109,9 @@ export function shermanMorrison(inverse: tf.Tensor2D, v: tf.Tensor1D, options: S
   checkVector(where, 'v', v, d);
   checkFloat32(where, 'inverse', inverse);
   checkFloat32(where, 'v', v);
-  const beta = checkNumber(where, 'beta', options?.beta, { min: 0, minExclusive: true });
+  const beta = checkNumber(where, 'beta', options?.beta, { min: MIN_BETA });
   const alpha = checkNumber(where, 'alpha', options?.alpha, { min: 0 });
-  if (options?.checkFinite ?? true) {
-    checkAllFinite(where, 'inverse', inverse);
-    checkAllFinite(where, 'v', v);
-  }
-  return shermanMorrisonUnchecked(inverse, v, beta, alpha);
+  const result = shermanMorrisonUnchecked(inverse, v, beta, alpha);
+  if (options?.checkFinite ?? true) checkFiniteUpdate(where, [['inverse', inverse], ['v', v]], result);
+  return result;
 }
