@@ -1,9 +1,11 @@
 /* global console, process */
-// Builds the native addon (build/Release/mkor_mpi.node) with node-gyp: `npm run build:native`.
+// Builds the native addon with node-gyp from native/binding.gyp (`npm run build:native`) and copies it
+// to build/Release/mkor_mpi.node, where the package loads it. binding.gyp lives in native/, not the
+// package root, so npm adds no implicit `node-gyp rebuild` install script for users without Open MPI.
 // Uses the node-gyp that npm bundles (on PATH inside `npm run`, or found next to npm itself) and
 // the headers of the running Node.js when they are installed beside it, so nothing is downloaded.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -34,5 +36,8 @@ const args = [nodeGyp, 'rebuild'];
 const localHeaders = resolve(dirname(process.execPath), '..');
 if (existsSync(join(localHeaders, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${localHeaders}`);
 
-const build = spawnSync(process.execPath, args, { cwd: packageDir, stdio: 'inherit' });
-process.exit(build.status ?? 1);
+const nativeDir = join(packageDir, 'native');
+const build = spawnSync(process.execPath, args, { cwd: nativeDir, stdio: 'inherit' });
+if (build.status !== 0) process.exit(build.status ?? 1);
+mkdirSync(join(packageDir, 'build', 'Release'), { recursive: true });
+copyFileSync(join(nativeDir, 'build', 'Release', 'mkor_mpi.node'), join(packageDir, 'build', 'Release', 'mkor_mpi.node'));
