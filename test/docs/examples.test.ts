@@ -5,7 +5,9 @@
  * dist/) and then each is run on its own with tsx under a time limit; `sh`, `console` and `text`
  * blocks are not run; any other tag, or none, fails. A fragment names a prelude from
  * test/docs/preludes/ with `<!-- prelude: NAME -->` on the line before its fence: the prelude's
- * exports are imported into the block (see docs/contributing.md).
+ * exports are imported into the block; `<!-- continues -->` (or `<!-- continues; prelude: NAME -->`)
+ * runs the previous runnable block of the same file first, in the same module (see
+ * docs/contributing.md).
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -47,13 +49,30 @@ function preludeExports(name: string): string[] {
   return [...readFileSync(path, 'utf8').matchAll(/^export\s+(?:async\s+)?(?:const|let|function|class)\s+(\w+)/gm)].map((m) => m[1] ?? '');
 }
 
+/** A block and the blocks it continues (see `DocBlock.continues`), first block first. */
+function chainOf(block: DocBlock): DocBlock[] {
+  if (!block.continues) return [block];
+  const before = runnable.filter((other) => other.file === block.file && other.line < block.line);
+  const previous = before.at(-1);
+  if (previous === undefined) throw new Error(`${block.file}:${block.line}: 'continues' but no runnable block comes before it`);
+  return [...chainOf(previous), block];
+}
+
+/** Lines of a block's module before its own code: those of the blocks it continues. */
+function prefixLines(block: DocBlock): number {
+  return chainOf(block).slice(0, -1).reduce((sum, earlier) => sum + earlier.code.split('\n').length, 0);
+}
+
 /**
- * The module text of a block. A prelude import goes on the block's first line (no new line), so
- * line k of the module is line `block.line + k` of the Markdown file.
+ * The module text of a block: the code of the blocks it continues, then its own. The preludes'
+ * imports go on the first line (no new line), so line k of a block that continues nothing is
+ * line `block.line + k` of the Markdown file.
  */
 function moduleText(block: DocBlock): string {
-  const prelude = block.prelude === undefined ? '' : `import { ${preludeExports(block.prelude).join(', ')} } from '../preludes/${block.prelude}.js'; `;
-  return `${prelude}${block.code}\n`;
+  const chain = chainOf(block);
+  const names = [...new Set(chain.flatMap((part) => (part.prelude === undefined ? [] : [part.prelude])))];
+  const preludeImports = names.map((name) => `import { ${preludeExports(name).join(', ')} } from '../preludes/${name}.js'; `).join('');
+  return `${preludeImports}${chain.map((part) => part.code).join('\n')}\n`;
 }
 
 /** tsc's messages, each turned into `file:line:col message` of the Markdown file. */
@@ -62,7 +81,7 @@ function typeErrors(output: string): string[] {
   return output.split('\n').filter((line) => line.includes('error TS')).map((line) => {
     const at = /^(.*?)\((\d+),(\d+)\): (.*)$/.exec(line);
     const block = at ? byModule.get(join(repoRoot, at[1] ?? '')) ?? byModule.get(at[1] ?? '') : undefined;
-    return at && block ? `${block.file}:${block.line + Number(at[2])}:${at[3]} ${at[4]}` : line;
+    return at && block ? `${block.file}:${block.line + Number(at[2]) - prefixLines(block)}:${at[3]} ${at[4]}` : line;
   });
 }
 

@@ -22,12 +22,19 @@ export interface DocBlock {
   readonly tag: string;
   /** Name from a `<!-- prelude: NAME -->` comment on the line before the fence, if any. */
   readonly prelude: string | undefined;
+  /**
+   * Whether the comment on the line before the fence says `continues` (`<!-- continues -->`, or
+   * `<!-- continues; prelude: NAME -->`): the block goes on from the previous runnable block of
+   * the same file, whose code runs first in the same module.
+   */
+  readonly continues: boolean;
   /** The block's text, without the fences. */
   readonly code: string;
 }
 
 const FENCE = /^(\s*)(`{3,}|~{3,})\s*([^\s`]*)/;
-const PRELUDE = /^\s*<!--\s*prelude:\s*([a-z0-9-]+)\s*-->\s*$/;
+const DIRECTIVE = /^\s*<!--(.*)-->\s*$/;
+const PRELUDE = /prelude:\s*([a-z0-9-]+)/;
 
 /** Every fenced block of one Markdown text; `file` only labels the result. */
 export function extractBlocks(file: string, markdown: string): DocBlock[] {
@@ -49,8 +56,16 @@ export function extractBlocks(file: string, markdown: string): DocBlock[] {
       body.push(close);
     }
     if (j === lines.length) throw new Error(`${file}:${i + 1}: code fence is never closed`);
-    const previous = PRELUDE.exec(lines[i - 1] ?? '');
-    blocks.push({ file, line: i + 1, heading, tag: open[3] ?? '', prelude: previous?.[1], code: body.join('\n') });
+    const directive = DIRECTIVE.exec(lines[i - 1] ?? '')?.[1] ?? '';
+    blocks.push({
+      file,
+      line: i + 1,
+      heading,
+      tag: open[3] ?? '',
+      prelude: PRELUDE.exec(directive)?.[1],
+      continues: /\bcontinues\b/.test(directive),
+      code: body.join('\n'),
+    });
     i = j;
   }
   return blocks;
