@@ -229,7 +229,9 @@ export class CaptureOptimizer<S> extends TransformOptimizer<S> {
    */
   protected override checkpointEntries(): NamedStateTensor[] {
     const serials = [...this.serials].map(([name, { serial }]) => ({ name: `statistics/${name}`, tensor: tf.scalar(serial, 'int32') }));
-    const variables = [...variablePlaces(this.capture)].map(([place, name]) => ({ name: `variables/${place}`, tensor: tf.scalar(name, 'string') }));
+    // Before a model is attached, the places of the checkpoint it was restored from (if any).
+    const places = this.attached.bound ? variablePlaces(this.capture) : this.savedVariables;
+    const variables = [...places].map(([place, name]) => ({ name: `variables/${place}`, tensor: tf.scalar(name, 'string') }));
     return [...serials, ...variables];
   }
 

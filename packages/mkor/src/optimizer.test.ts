@@ -66,7 +66,7 @@ describe('MkorOptimizer options', () => {
     net.dispose();
   });
 
-  it('is rebuilt from its configuration without a model, and says so until a model is attached', () => {
+  it('is rebuilt from its configuration without a model, and says so until a model is attached', async () => {
     const net = model();
     const x = tf.ones([8, 4]);
     const loss = () => tf.mean(tf.square(net.apply(x) as tf.Tensor)) as tf.Scalar;
@@ -76,6 +76,8 @@ describe('MkorOptimizer options', () => {
     const rebuilt = MkorOptimizer.fromConfig(MkorOptimizer, config) as MkorOptimizer;
     expect(rebuilt.getConfig()).toEqual(config);
     expect(() => rebuilt.minimize(loss)).toThrow(/MkorOptimizer: no model is attached.*call optimizer.attach\(model\)/);
+    // It can still be saved before a model is attached (its header only, nothing restored yet).
+    expect((await rebuilt.getWeights()).map((w) => w.name)).toEqual(['iter', 'mkor/checkpoint/format', 'mkor/checkpoint/config']);
     rebuilt.attach(net);
     expect(() => rebuilt.attach(net)).toThrow(/MkorOptimizer.attach: a model is attached already/);
     rebuilt.minimize(loss);
