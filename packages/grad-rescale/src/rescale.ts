@@ -1,4 +1,4 @@
-import { selectByScalar } from '@mkor/core';
+import { finiteFlag, selectByScalar } from '@mkor/core';
 import * as tf from '@tensorflow/tfjs-core';
 
 /** A layer's weight and optional bias: gradients `∇W, ∇b`, or preconditioned updates `ΔW, Δb`. */
@@ -56,11 +56,6 @@ export function frobeniusNorm(x: tf.Tensor): tf.Scalar {
   });
 }
 
-/** `Σ 0·xᵢ = 0` exactly when every entry is finite: a boolean scalar, nothing read back. */
-function isAllFinite(x: tf.Tensor): tf.Tensor {
-  return tf.equal(tf.sum(tf.mul(x, tf.scalar(0))), tf.scalar(0));
-}
-
 /**
  * `ν·Δ` when `ν` is finite and positive; otherwise the raw gradient when every entry of it is
  * finite; otherwise zeros. Chosen on the backend with `selectByScalar`: no read-back.
@@ -108,7 +103,7 @@ export function rescaleToNorm(update: tf.Tensor, gradient: tf.Tensor): tf.Tensor
   checkSameShape('rescaleToNorm', ['update', 'gradient'], update, gradient);
   return tf.tidy(() => {
     const factor = tf.div(frobeniusNorm(gradient), frobeniusNorm(update));
-    return rescaleOrFallBack(update, gradient, factor, isAllFinite(gradient));
+    return rescaleOrFallBack(update, gradient, factor, finiteFlag([gradient]));
   });
 }
 
@@ -154,8 +149,8 @@ export function rescaleToSummedNorms(update: WeightAndBias, gradient: WeightAndB
     const factor = tf.div(summedNorm(gradient), summedNorm(update));
     const gradientFinite =
       gradient.bias === undefined
-        ? isAllFinite(gradient.weight)
-        : tf.logicalAnd(isAllFinite(gradient.weight), isAllFinite(gradient.bias));
+        ? finiteFlag([gradient.weight])
+        : finiteFlag([gradient.weight, gradient.bias]);
     const weight = rescaleOrFallBack(update.weight, gradient.weight, factor, gradientFinite);
     if (update.bias === undefined || gradient.bias === undefined) return { weight };
     return { weight, bias: rescaleOrFallBack(update.bias, gradient.bias, factor, gradientFinite) };

@@ -1,5 +1,5 @@
 import type { LayerStatistics, SecondOrderLayer, StatisticsByLayer } from '@mkor/capture';
-import { type TensorMap, type Transform, checkLayerCoverage, checkNumber } from '@mkor/core';
+import { type TensorMap, type Transform, checkLayerCoverage, checkNumber, finiteFlag } from '@mkor/core';
 import { dampedInverse } from '@mkor/linalg';
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -105,11 +105,6 @@ function foldedInputCovariance(layer: SecondOrderLayer, s: LayerStatistics, cova
   return tf.concat<tf.Tensor2D>([top, bottom], 0);
 }
 
-/** `Σ 0·x` is 0 exactly when x is finite: a scalar flag computed without a read-back. */
-function finiteFlag(x: tf.Tensor): tf.Tensor {
-  return tf.cast(tf.equal(tf.sum(tf.mul(x, 0)), 0), 'int32');
-}
-
 /** The EMA step of every layer with fresh statistics; non-finite results are rejected. */
 function updateFactors(
   layers: readonly SecondOrderLayer[],
@@ -146,7 +141,7 @@ function updateFactors(
   }
   const rejected: string[] = [];
   if (candidates.length === 0) return { layers: next, rejected };
-  const flags = tf.stack(candidates.map(({ input, output }) => tf.mul(finiteFlag(input), finiteFlag(output)))).dataSync();
+  const flags = tf.stack(candidates.map(({ input, output }) => tf.cast(finiteFlag([input, output]), 'int32'))).dataSync();
   candidates.forEach(({ layer, s, input, output }, i) => {
     const old = next[layer.name] as KfacLayerState;
     if (flags[i] === 1) next[layer.name] = { ...old, inputFactor: input, outputFactor: output, statisticsStep: s.step };

@@ -1,4 +1,4 @@
-import { type TensorMap, type Transform, checkLayerCoverage, checkNumber } from '@mkor/core';
+import { type TensorMap, type Transform, checkLayerCoverage, checkNumber, finiteFlag } from '@mkor/core';
 import { roundToHalf } from '@mkor/fp16';
 import { rescaleFactor, rescaleFactorSummedNorms, rescaleToNorm, rescaleToSummedNorms } from '@mkor/grad-rescale';
 import { stabilizeDeferred } from '@mkor/norm-stabilizer';
@@ -129,11 +129,6 @@ function outputVector(layer: PreconditionedLayer, options: ResolvedMkorOptions, 
   return tf.mul(s.g, count);
 }
 
-/** `Σ 0·x` is 0 exactly when x is finite: a scalar flag computed without a read-back. */
-function finiteFlag(x: tf.Tensor): tf.Tensor {
-  return tf.equal(tf.sum(tf.mul(x, 0)), 0);
-}
-
 /**
  * One factor update for every layer with fresh statistics: stabilise (eq. 7/8), then the
  * Sherman–Morrison update (eq. 5/6) of both inverse factors; a factor that comes out non-finite is
@@ -179,8 +174,8 @@ function refreshFactors(
       flags.push(
         input.fired ?? tf.scalar(false, 'bool'),
         output.fired ?? tf.scalar(false, 'bool'),
-        finiteFlag(input.inverse),
-        finiteFlag(output.inverse),
+        finiteFlag([input.inverse]),
+        finiteFlag([output.inverse]),
       );
       return { layer, s, input: input.inverse, output: output.inverse };
     });
