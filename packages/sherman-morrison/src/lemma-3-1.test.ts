@@ -132,7 +132,7 @@ describe('Lemma 3.1 — one update', () => {
     {
       form: 'paper',
       inverse: [1, 0, 0, 1],
-      v: [3, 3000],
+      v: [5, 1000],
       gamma: 1e-4,
       why: 'a tiny γ: γP (λmin ≈ 1e-4) plus a term of size ≈ 1e12 whose rounding swamps it',
     },

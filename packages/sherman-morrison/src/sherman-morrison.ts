@@ -26,10 +26,12 @@ export const MIN_BETA = 2 ** -126;
 
 /**
  * The parts every form of the update shares, for a symmetric `P = F⁻¹` and a vector `v`, computed
- * with `v` scaled so that nothing overflows or underflows whatever its magnitude: with
- * `σ = max|vᵢ|` (1 for a zero vector) and `w = v/σ`, `u = Pw` (one matrix–vector product),
- * `q = wᵀu` (one dot product), the outer product `uuᵀ`, and `1/σ²` computed as `(1/σ)/σ` (0 when
- * it underflows, which the forms treat as its limit). Then `vᵀPv = σ²q` and `PvvᵀP = σ²uuᵀ`. The
+ * with `v` scaled so that nothing overflows or underflows whatever its magnitude: with `σ` the
+ * power of two at or just below `max|vᵢ|` (1 for a zero vector) and `w = v/σ`, `u = Pw` (one
+ * matrix–vector product), `q = wᵀu` (one dot product), the outer product `uuᵀ`, and `1/σ²` (0 when
+ * it underflows, ∞ when it overflows, which the forms treat as their limits). A power of two makes
+ * the scaling exact: `w`, `1/σ` and `1/σ²` carry no rounding of their own, so the result rounds as
+ * the unscaled formula would wherever that one stays finite. Then `vᵀPv = σ²q` and `PvvᵀP = σ²uuᵀ`. The
  * outer product is formed as `u_i·u_j` elementwise, which is commutative in IEEE arithmetic, so it
  * is exactly symmetric; any scalar multiple of it added to a symmetric matrix stays exactly
  * symmetric. No value is read back.
@@ -37,7 +39,10 @@ export const MIN_BETA = 2 ** -126;
 export function rankOneParts(inverse: tf.Tensor2D, v: tf.Tensor1D): { outer: tf.Tensor2D; quadratic: tf.Scalar; inverseScaleSquared: tf.Scalar } {
   const d = inverse.shape[0];
   const largest = tf.max(tf.abs(v));
-  const scale = tf.where(tf.greater(largest, 0), largest, tf.onesLike(largest));
+  // Clamped to float32's normal range so that 2^exponent neither underflows to 0 (a subnormal
+  // max|vᵢ|) nor overflows; any power of two keeps the scaling exact.
+  const exponent = tf.clipByValue(tf.floor(tf.div(tf.log(largest), tf.scalar(Math.LN2))), -126, 127);
+  const scale = tf.where(tf.greater(largest, 0), tf.pow(tf.scalar(2), exponent), tf.onesLike(largest));
   const column = tf.reshape(tf.div(v, scale), [d, 1]);
   const u = tf.matMul(inverse, column);
   const quadratic = tf.sum(tf.mul(column, u)) as tf.Scalar;

@@ -91,25 +91,68 @@ export function shermanMorrisonTermSize64(inverse: Matrix64, v: ArrayLike<number
 }
 
 /**
- * How much the float32 rounding of `s = vᵀPv` is amplified in the rank-1 term of the step
- * `(1/β)(P − α·uuᵀ/(β + αs))`: `s` is a sum of d products and carries an absolute error up to
- * about d·u·‖P‖₂‖v‖², which is large against `s` itself when v lies near P's small
- * eigenvectors (κ(P) up to 1e6 here), and the denominator `β + αs` passes it on relative to
- * itself. The rank-1 term's error is then about d·u·M·A with
- * `A = α‖P‖₂‖v‖² / (β + αs)`; A < 1 when v lies along P's large eigenvectors.
+ * `‖ |P|·|v| ‖₂` (entrywise absolute values): the scale of the float32 rounding of `u = Pv`,
+ * each `uᵢ` being a sum of d products and off by up to about d·u·(|P||v|)ᵢ. It exceeds `‖u‖`
+ * when the products cancel, i.e. when v lies near P's small eigenvectors.
+ */
+function absoluteProductNorm(inverse: Matrix64, v: ArrayLike<number>): number {
+  const d = inverse.rows;
+  let sum = 0;
+  for (let i = 0; i < d; i++) {
+    let row = 0;
+    for (let j = 0; j < d; j++) row += Math.abs(get(inverse, i, j) * (v[j] as number));
+    sum += row * row;
+  }
+  return Math.sqrt(sum);
+}
+
+/**
+ * How much float32 rounding inside the rank-1 term `c·uuᵀ` of an update (`u = Pv`, `s = vᵀu`)
+ * is amplified beyond the plain `(d + 4)·u·M` of {@link updateRoundingAllowance64}, relative to M,
+ * for a rank-1 coefficient `c = coefficientTop/(denominatorBase + denominatorSlope·s)`:
+ * - `s` carries an absolute error up to about d·u·‖P‖₂‖v‖², large against `s` itself when v lies
+ *   near P's small eigenvectors (κ(P) up to 1e6 here), and the denominator passes it on relative
+ *   to itself: `A_s = slope·‖P‖₂‖v‖²/(base + slope·s)`;
+ * - `u` carries an absolute error up to about d·u·‖|P||v|‖ ({@link absoluteProductNorm}), which
+ *   `uuᵀ` passes on as `2‖u‖·‖δu‖`: `A_u = c·‖u‖·‖|P||v|‖/M`.
+ * `A = A_s + A_u`; both are below 1 when v lies along P's large eigenvectors.
+ */
+function rankOneAmplification64(
+  inverse: Matrix64,
+  v: ArrayLike<number>,
+  coefficient: { readonly top: number; readonly base: number; readonly slope: number },
+  termSize: number,
+): number {
+  const u = matVec(inverse, v);
+  const s = dot(v, u);
+  const denominator = coefficient.base + coefficient.slope * s;
+  const fromQuadratic = (coefficient.slope * largestEigenvalue(inverse) * dot(v, v)) / denominator;
+  const fromProduct = termSize > 0 ? ((coefficient.top / denominator) * Math.sqrt(dot(u, u)) * absoluteProductNorm(inverse, v)) / termSize : 0;
+  return fromQuadratic + fromProduct;
+}
+
+/**
+ * {@link rankOneAmplification64} for the Sherman–Morrison step
+ * `(1/β)(P − α·uuᵀ/(β + αs))`, relative to its term size {@link shermanMorrisonTermSize64}.
  */
 export function shermanMorrisonAmplification64(inverse: Matrix64, v: ArrayLike<number>, beta: number, alpha: number): number {
-  const s = dot(v, matVec(inverse, v));
-  return (alpha * largestEigenvalue(inverse) * dot(v, v)) / (beta + alpha * s);
+  return rankOneAmplification64(inverse, v, { top: alpha / beta, base: beta, slope: alpha }, shermanMorrisonTermSize64(inverse, v, beta, alpha));
 }
 
 /**
  * {@link shermanMorrisonAmplification64} for each form of the inverse-factor update: the exact and
  * reference forms on their Sherman–Morrison step ({@link shermanMorrisonStep64}); the paper form,
- * whose denominator is `1 + γ(1−γ)s`, `A = γ(1−γ)‖P‖₂‖v‖² / (1 + γ(1−γ)s)`.
+ * whose rank-1 coefficient is `(1−γ)/(γ²(1 + γ(1−γ)s))`, relative to {@link updateTermSize64}.
  */
 export function updateAmplification64(inverse: Matrix64, v: ArrayLike<number>, form: InverseUpdateForm, gamma: number): number {
-  if (form === 'paper') return shermanMorrisonAmplification64(inverse, v, 1, gamma * (1 - gamma));
+  if (form === 'paper') {
+    return rankOneAmplification64(
+      inverse,
+      v,
+      { top: (1 - gamma) / (gamma * gamma), base: 1, slope: gamma * (1 - gamma) },
+      updateTermSize64(inverse, v, 'paper', gamma),
+    );
+  }
   const step = shermanMorrisonStep64(inverse, form, gamma);
   return shermanMorrisonAmplification64(step.inverse, v, step.beta, step.alpha);
 }
