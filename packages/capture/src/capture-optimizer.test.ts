@@ -3,7 +3,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
 
-import { CaptureOptimizer, type StatisticsByLayer } from './capture-optimizer';
+import { CaptureOptimizer } from './capture-optimizer';
+import { type StatisticsByLayer, statisticsOf } from './statistics-channel';
 import { prepareModel } from './prepare-model';
 
 /** Plain gradient descent that records the statistics each step received. */
@@ -11,7 +12,7 @@ function recordingDescent(seen: StatisticsByLayer[]): Transform<null> {
   return {
     init: () => null,
     update: (updates, state, context) => {
-      seen.push((context?.extras?.statistics ?? {}) as StatisticsByLayer);
+      seen.push(statisticsOf(context, 'recordingDescent'));
       return { updates: Object.fromEntries(Object.entries(updates).map(([name, u]) => [name, tf.mul(u, -0.1)])), state };
     },
   };

@@ -3,13 +3,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 
 import { type PrepareModelOptions, prepareModel } from './prepare-model';
+import { type StatisticsByLayer, extrasWithStatistics, statisticsOf } from './statistics-channel';
 import type { CaptureRegistry, LayerStatistics } from './types';
 
 /** A model {@link prepareModel} can prepare (a `tf.LayersModel` or `tf.Sequential`). */
 export type PreparableModel = LayersModel;
-
-/** The statistics a step receives in `context.extras.statistics`, keyed by layer name. */
-export type StatisticsByLayer = Readonly<Record<string, LayerStatistics | undefined>>;
 
 /** Options of {@link CaptureOptimizer}: the adapter's, and what `getConfig` reports. */
 export interface CaptureOptimizerOptions extends TransformOptimizerOptions {
@@ -191,9 +189,9 @@ export class CaptureOptimizer<S> extends TransformOptimizer<S> {
     variableGradients: tf.NamedTensorMap | NamedStateTensor[],
     override: Omit<UpdateContext, 'params'>,
   ): void {
-    const given = override.extras?.statistics as StatisticsByLayer | undefined;
+    const given = override.extras?.statistics === undefined ? undefined : statisticsOf(override, this.getClassName());
     const statistics = this.numbered(given ?? this.capturedStatistics());
-    super.applyGradientsWithContext(variableGradients, { ...override, extras: { ...override.extras, statistics } });
+    super.applyGradientsWithContext(variableGradients, { ...override, extras: extrasWithStatistics(override.extras, statistics) });
   }
 
   /** The latest captured statistics of every second-order layer. */

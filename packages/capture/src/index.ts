@@ -12,7 +12,9 @@ export type { Layer, PrepareModelOptions } from './prepare-model';
 export { createCapture } from './create-capture';
 export type { CaptureConv2dOptions, CreateCaptureOptions, ModelCapture } from './create-capture';
 export { CaptureOptimizer, isCaptureRegistry } from './capture-optimizer';
-export type { CaptureOptimizerOptions, PreparableModel, StatisticsByLayer } from './capture-optimizer';
+export type { CaptureOptimizerOptions, PreparableModel } from './capture-optimizer';
+export { extrasWithStatistics, statisticsOf } from './statistics-channel';
+export type { StatisticsByLayer } from './statistics-channel';
 export { DEFAULT_MAX_DIM } from './registry';
 export type {
   CaptureRegistry,

@@ -1,6 +1,6 @@
 import { TransportError, WIRE_PRECISIONS, bucketedAllReduce, checkTimeout } from '@mkor/allreduce';
 import type { Transport, WirePrecision } from '@mkor/allreduce';
-import type { CaptureRegistry, CovarianceStatistics, LayerStatistics } from '@mkor/capture';
+import { type CaptureRegistry, type CovarianceStatistics, type LayerStatistics, extrasWithStatistics } from '@mkor/capture';
 import { type UpdateContext, checkNumber, checkOneOf } from '@mkor/core';
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -287,7 +287,7 @@ export class DataParallelTrainer {
         };
       }
       const meanLoss = (reduced.loss as Float32Array)[0] as number;
-      const extras = this.optimizer.capture === undefined ? {} : { extras: { statistics: reducedStatistics } };
+      const extras = this.optimizer.capture === undefined ? {} : { extras: extrasWithStatistics(undefined, reducedStatistics) };
       this.optimizer.applyGradientsWithContext(meanGradients, { loss: meanLoss, ...extras });
       for (const { name, statistics: s } of layers) this.#reducedSteps.set(name, s.step);
       this.#steps += 1;
