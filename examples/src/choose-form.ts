@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { loadFashionMnist, splitToTensors } from '@mkor/datasets';
 import { type EngineName, useEngine } from '@mkor/engine';
 import { adam } from '@mkor/first-order';
-import { type MkorOptions, MkorOptimizer } from '@mkor/mkor';
+import { type MkorBlockOptions, MkorOptimizer } from '@mkor/mkor';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 
@@ -32,7 +32,7 @@ const data = loadFashionMnist({ trainLimit: Number(values.train) });
 const train = splitToTensors(data.train, { flatten: true });
 const test = splitToTensors(data.test, { flatten: true });
 
-const variants: [string, MkorOptions][] = [
+const variants: [string, MkorBlockOptions][] = [
   ["form 'exact'", { form: 'exact' }],
   ["form 'paper'", { form: 'paper' }],
   ["form 'reference'", { form: 'reference' }],
@@ -60,7 +60,7 @@ for (const [name, options] of variants) {
     losses.push((history.history.loss as number[]).at(-1) as number);
     const [, accuracy] = model.evaluate(test.x, test.y, { batchSize: 1000 }) as tf.Scalar[];
     accuracies.push(accuracy!.dataSync()[0] as number);
-    console.log(`${name} seed ${seed}: loss ${losses.at(-1)!.toFixed(4)}, test accuracy ${(100 * accuracies.at(-1)!).toFixed(2)}%, stabiliser firings ${optimizer.totals.stabilizerFirings}, resets ${optimizer.totals.factorResets}`);
+    console.log(`${name} seed ${seed}: loss ${losses.at(-1)!.toFixed(4)}, test accuracy ${(100 * accuracies.at(-1)!).toFixed(2)}%, events ${JSON.stringify(optimizer.totals.events)}`);
     optimizer.dispose();
     model.dispose();
   }

@@ -54,7 +54,9 @@ describe('poisoned batches', () => {
       // Two clean steps first, so moments and factors exist.
       for (let i = 1; i <= 2; i++) {
         const { x, y } = batch(i);
-        tf.tidy(() => optimizer.minimize(loss(x, y)));
+        tf.tidy(() => {
+          optimizer.minimize(loss(x, y));
+        });
         tf.dispose([x, y]);
       }
       const before = tf.memory().numTensors;
@@ -64,7 +66,9 @@ describe('poisoned batches', () => {
         const { x, y } = batch(3);
         const poisoned = tf.tidy(() => apply(x));
         const skippedBefore = optimizer.totals.skippedSteps;
-        tf.tidy(() => optimizer.minimize(loss(poisoned, y)));
+        tf.tidy(() => {
+          optimizer.minimize(loss(poisoned, y));
+        });
         tf.dispose([x, y, poisoned]);
         refused += optimizer.totals.skippedSteps - skippedBefore;
         expect(await allFinite(model.getWeights()), `${method}, ${poison}: weights`).toBe(true);
@@ -80,7 +84,9 @@ describe('poisoned batches', () => {
       // Clean batches still train the model.
       for (let i = 0; i < 6; i++) {
         const { x, y } = batch(4 + (i % 3));
-        tf.tidy(() => optimizer.minimize(loss(x, y)));
+        tf.tidy(() => {
+          optimizer.minimize(loss(x, y));
+        });
         tf.dispose([x, y]);
       }
       expect(cleanLoss()).toBeLessThan(initialLoss);

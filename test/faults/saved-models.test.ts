@@ -11,6 +11,7 @@ import { EvaOptimizer } from '@mkor/eva';
 import { sgd } from '@mkor/first-order';
 import { KfacOptimizer } from '@mkor/kfac';
 import { MkorOptimizer } from '@mkor/mkor';
+import type { SecondOrderOptimizer } from '@mkor/second-order';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
@@ -23,7 +24,7 @@ const INTERVAL = 3;
 const STEPS = 8;
 const BATCH = 32;
 
-const methods: [string, (model: tfl.LayersModel) => CaptureOptimizer<unknown>][] = [
+const methods: [string, (model: tfl.LayersModel) => SecondOrderOptimizer][] = [
   ['MKOR', (model) => new MkorOptimizer(model, { backend: sgd({ learningRate: 0.05, momentum: 0.9 }), factorUpdateInterval: INTERVAL })],
   ['KFAC', (model) => new KfacOptimizer(model, { learningRate: 1e-2, factorUpdateInterval: INTERVAL, inverseInterval: INTERVAL })],
   ['Eva', (model) => new EvaOptimizer(model, { learningRate: 1e-2 })],

@@ -8,7 +8,7 @@ import { createCapture } from '@mkor/capture';
 import { loadFashionMnist, splitToTensors } from '@mkor/datasets';
 import { adam, sgd } from '@mkor/first-order';
 import { lossRateRule, switchAtStep } from '@mkor/hybrid-switch';
-import { type MkorOptions, MkorOptimizer } from '@mkor/mkor';
+import { type MkorBlockOptions, MkorOptimizer } from '@mkor/mkor';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -36,7 +36,7 @@ async function fitLosses(model: tfl.LayersModel, optimizer: tf.Optimizer, x: tf.
 }
 
 describe('MKOR with model.fit on a Fashion-MNIST MLP', () => {
-  const variants: [string, MkorOptions][] = [
+  const variants: [string, MkorBlockOptions][] = [
     ['exact', { form: 'exact' }],
     ['paper', { form: 'paper' }],
     ['reference form', { form: 'reference' }],
@@ -50,8 +50,8 @@ describe('MKOR with model.fit on a Fashion-MNIST MLP', () => {
       expect(losses.every(Number.isFinite)).toBe(true);
       // Chance level is ln 10 ≈ 2.30; four epochs of 8 steps get well below it.
       expect(losses.at(-1)!).toBeLessThan(0.75 * losses[0]!);
-      expect(optimizer.totals.factorUpdates).toBeGreaterThan(0);
-      expect(optimizer.metrics?.rescaleFactors).toHaveProperty(model.layers[0]!.name);
+      expect(optimizer.totals.refreshes).toBeGreaterThan(0);
+      expect(optimizer.metrics?.scaleFactors).toHaveProperty(model.layers[0]!.name);
       optimizer.dispose();
       model.dispose();
     });
@@ -147,8 +147,8 @@ describe('MKOR-H on a real run', () => {
     await fitLosses(model, optimizer, train.x, train.y, 1, 128);
     expect(optimizer.switchedAtStep).toBe(6);
     expect(optimizer.metrics).toBeNull();
-    // Factor updates stopped at the switch: steps 0…5 updated them.
-    expect(optimizer.totals.factorUpdates).toBe(6);
+    // Factor refreshes stopped at the switch: steps 0…5 refreshed them.
+    expect(optimizer.totals.refreshes).toBe(6);
     optimizer.dispose();
     model.dispose();
   });
@@ -189,7 +189,7 @@ describe('checkpoint and resume', () => {
     resumed.setWeights(modelWeights);
     const resumedOptimizer = new MkorOptimizer(resumed, { ...options, backend: sgd({ learningRate: 0.05, momentum: 0.9 }) });
     // Variable names differ between the two models; map the checkpoint onto the new ones.
-    const rename = new Map(first.weights.map((w, i) => [w.val.name, resumed.weights[i]!.val.name]));
+    const rename = new Map(first.weights.map((w, i) => [w.name, resumed.weights[i]!.name]));
     const layerRename = new Map(first.layers.map((l, i) => [l.name, resumed.layers[i]!.name]));
     const renamed = optimizerWeights.map((w) => {
       let name = w.name;
@@ -221,7 +221,7 @@ describe('robustness', () => {
     const factors = optimizer.totals;
     optimizer.minimize(loss(Number.NaN));
     expect(optimizer.totals.skippedSteps).toBe(1);
-    expect(optimizer.totals.factorUpdates).toBe(factors.factorUpdates);
+    expect(optimizer.totals.refreshes).toBe(factors.refreshes);
     model.getWeights().forEach((w, i) => expect(Array.from(w.dataSync())).toEqual(weights[i]));
     optimizer.minimize(loss(1));
     expect(model.getWeights().every((w) => Array.from(w.dataSync()).every(Number.isFinite))).toBe(true);
@@ -253,7 +253,7 @@ describe('robustness', () => {
     expect(() => new MkorOptimizer(model, { factorUpdateInterval: 2.5 })).toThrow(/factorUpdateInterval/);
     const optimizer = new MkorOptimizer(model);
     const kernel = model.layers[0]!.getWeights()[0]!;
-    const name = model.weights[0]!.val.name;
+    const name = model.weights[0]!.name;
     expect(() => optimizer.applyGradients({ [name]: tf.zeros([3, 3]) })).toThrow(/has shape \[3, 3\], the variable \[784, 64\]/);
     expect(Array.from(model.layers[0]!.getWeights()[0]!.dataSync())).toEqual(Array.from(kernel.dataSync()));
     optimizer.dispose();

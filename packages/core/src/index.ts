@@ -12,6 +12,8 @@ export { applyTransform, disposeReplaced, tensorsIn } from './memory';
 export {
   allFinite,
   checkFinite,
+  checkHyperparameter,
+  checkKnownOptions,
   checkNumber,
   checkOneOf,
   checkRank,
@@ -20,6 +22,7 @@ export {
   checkLayerCoverage,
   checkVector,
   finiteFlag,
+  hyperparameterAt,
 } from './validation';
 export type { NumberBounds } from './validation';
 export { selectByScalar } from './select';

@@ -1,7 +1,19 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 
-import { allFinite, checkFinite, checkLayerCoverage, checkNumber, checkOneOf, checkSpatialPair, checkSquareMatrix, checkVector } from './validation';
+import {
+  allFinite,
+  checkFinite,
+  checkHyperparameter,
+  checkKnownOptions,
+  checkLayerCoverage,
+  checkNumber,
+  checkOneOf,
+  checkSpatialPair,
+  checkSquareMatrix,
+  checkVector,
+  hyperparameterAt,
+} from './validation';
 
 describe('validation', () => {
   it('checks numbers against bounds', () => {
@@ -58,5 +70,31 @@ describe('checkLayerCoverage', () => {
     expect(() => checkLayerCoverage('p', [], {}, { hidden: {} })).toThrow(
       /p: statistics came for layer 'hidden', which is not among the layers it preconditions \(none\)/,
     );
+  });
+});
+
+describe('checkHyperparameter, hyperparameterAt', () => {
+  it('accepts a number within bounds or a schedule, and checks a schedule value at each use', () => {
+    expect(checkHyperparameter('f', 'gamma', 0.9, { min: 0, max: 1 })).toBe(0.9);
+    const schedule = (step: number): number => 1 - 0.1 * step;
+    expect(checkHyperparameter('f', 'gamma', schedule, { min: 0, max: 1 })).toBe(schedule);
+    expect(hyperparameterAt('f', 'gamma', schedule, 2, { min: 0, max: 1, maxExclusive: true })).toBeCloseTo(0.8, 12);
+    expect(() => hyperparameterAt('f', 'gamma', schedule, 0, { min: 0, max: 1, maxExclusive: true })).toThrow(
+      'f: gamma must be [0, 1), got 1 (from its schedule at step 0)',
+    );
+    expect(() => hyperparameterAt('f', 'gamma', () => Number.NaN, 3)).toThrow('f: gamma must be (-∞, ∞), got NaN (from its schedule at step 3)');
+    expect(() => checkHyperparameter('f', 'gamma', 2, { min: 0, max: 1 })).toThrow('f: gamma must be [0, 1], got 2');
+    expect(() => checkHyperparameter('f', 'gamma', '0.9')).toThrow('f: gamma must be a number or a schedule (step) => number, got string');
+  });
+});
+
+describe('checkKnownOptions', () => {
+  it('refuses unknown options, with the new name of a renamed one', () => {
+    expect(() => checkKnownOptions('mkor', { gamma: 0.9 }, ['gamma'])).not.toThrow();
+    expect(() => checkKnownOptions('mkor', { gama: 0.9 }, ['gamma', 'form'])).toThrow("mkor: unknown option 'gama'; known: form, gamma");
+    expect(() => checkKnownOptions('mkor', { rescale: 'none' }, ['scaling'], { rescale: 'scaling' })).toThrow(
+      "mkor: unknown option 'rescale' (renamed 'scaling')",
+    );
+    expect(() => checkKnownOptions('mkor', { typo: undefined }, ['gamma'])).toThrow("unknown option 'typo'");
   });
 });

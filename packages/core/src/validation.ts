@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
+import type { Hyperparameter, Schedule } from './schedule';
+
 /** Bounds for {@link checkNumber}; a bound left out is not checked. */
 export interface NumberBounds {
   /** Smallest allowed value (inclusive unless `minExclusive`). */
@@ -33,6 +35,51 @@ export function checkNumber(where: string, name: string, value: unknown, bounds:
     throw new RangeError(`${where}: ${name} must be ${describeInterval(bounds)}, got ${String(value)}`);
   }
   return value as number;
+}
+
+/**
+ * Checks a hyperparameter that may change during training: a number within `bounds` (checked
+ * now), or a schedule `(step) => number` (whose values {@link hyperparameterAt} checks at each
+ * use). Returns it; a `TypeError` for anything else.
+ */
+export function checkHyperparameter(where: string, name: string, value: unknown, bounds: NumberBounds = {}): Hyperparameter {
+  if (typeof value === 'function') return value as Schedule;
+  if (typeof value !== 'number') {
+    throw new TypeError(`${where}: ${name} must be a number or a schedule (step) => number, got ${value === null ? 'null' : typeof value}`);
+  }
+  return checkNumber(where, name, value, bounds);
+}
+
+/**
+ * The value of a hyperparameter at `step`, within `bounds`: a `RangeError` such as
+ * `mkorBlock: gamma must be in (0, 1), got 1.2 (from its schedule at step 40)`.
+ */
+export function hyperparameterAt(where: string, name: string, value: Hyperparameter, step: number, bounds: NumberBounds = {}): number {
+  if (typeof value === 'number') return value;
+  const resolved = value(step);
+  try {
+    return checkNumber(where, name, resolved, bounds);
+  } catch (error) {
+    throw new RangeError(`${(error as Error).message} (from its schedule at step ${step})`);
+  }
+}
+
+/**
+ * Refuses options this function does not know, naming the first one, and for a renamed option
+ * its new name: `mkor: unknown option 'rescale' (renamed 'scaling')`. `undefined` values count.
+ */
+export function checkKnownOptions(
+  where: string,
+  options: object,
+  known: readonly string[],
+  renamed: Readonly<Record<string, string>> = {},
+): void {
+  const allowed = new Set(known);
+  for (const key of Object.keys(options)) {
+    if (allowed.has(key)) continue;
+    const hint = renamed[key] === undefined ? `; known: ${[...known].sort().join(', ')}` : ` (renamed '${renamed[key]}')`;
+    throw new RangeError(`${where}: unknown option '${key}'${hint}`);
+  }
 }
 
 /** Checks that `value` is one of `allowed`; throws a `RangeError` listing them otherwise. */

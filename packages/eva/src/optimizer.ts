@@ -1,24 +1,21 @@
 import type { CaptureRegistry, PreparableModel } from '@mkor/capture';
-import { type SecondOrderMethod, SecondOrderOptimizer, type SecondOrderOptimizerOptions } from '@mkor/kfac';
+import { type SecondOrderMethodFactory, SecondOrderOptimizer, type SecondOrderOptimizerOptions, splitMethodOptions } from '@mkor/second-order';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { eva } from './eva';
-import { type EvaOptions, type EvaPreconditionerState, type ResolvedEvaOptions, resolveEvaOptions } from './preconditioner';
+import { EVA_BLOCK_KEYS, type EvaBlockOptions, evaBlock, resolveEvaBlockOptions } from './block';
 
-/** Options of {@link EvaOptimizer}: Eva's, the backend (default Adam) and `maxDim` (default 4096). */
-export interface EvaOptimizerOptions extends SecondOrderOptimizerOptions<EvaOptions> {
-  /**
-   * The learning rate: of the default Adam backend, and `lr` in the KL-clip. Default 1e-3. With
-   * your own `backend`, set it to that backend's learning rate.
-   */
-  readonly learningRate?: number;
-}
+/** Options of {@link EvaOptimizer}: the Eva block's, and the adapter's (scaling, backend — default Adam —, `hybrid`, `maxDim`). */
+export interface EvaOptimizerOptions extends EvaBlockOptions, Omit<SecondOrderOptimizerOptions, 'blocks'> {}
 
-const EVA_METHOD: SecondOrderMethod<EvaOptions, ResolvedEvaOptions, EvaPreconditionerState> = {
-  statePrefix: 'eva',
-  resolve: resolveEvaOptions,
-  compose: eva,
-  config: ({ gamma, damping, gradientScale, scaling, klClip }) => ({ gamma, damping, gradientScale, scaling, klClip }),
+const EVA_METHOD: SecondOrderMethodFactory = (where, methodOptions) => {
+  const { block } = splitMethodOptions(where, methodOptions, EVA_BLOCK_KEYS);
+  const resolved = resolveEvaBlockOptions(block, where);
+  return {
+    statePrefix: 'eva',
+    blocks: evaBlock(block, where),
+    defaultScaling: 'kl-clip',
+    config: { gamma: resolved.gamma as number, damping: resolved.damping as number },
+  };
 };
 
 /**
@@ -30,14 +27,11 @@ const EVA_METHOD: SecondOrderMethod<EvaOptions, ResolvedEvaOptions, EvaPrecondit
  * await model.fit(x, y);
  * ```
  *
- * Given a model, it prepares it with `prepareModel(model, { maxDim })` (rank-1 vectors only) and
- * undoes that on `dispose`; given a registry, it uses it. The state saves and restores through
- * `getWeights`/`setWeights`. `metrics` holds the latest step's (scale factors, timings),
- * `skippedSteps` counts the steps skipped for NaN or Inf gradients; `getConfig` reports the
- * resolved hyperparameters, the learning rate, `backend: 'adam' | 'custom'` and `maxDim` (see
- * `SecondOrderOptimizer` of `@mkor/kfac`).
+ * `SecondOrderOptimizer` of `@mkor/second-order` with {@link evaBlock} on every second-order layer
+ * (rank-1 vectors only). The learning rate (the default Adam's, or the backend's own) is also `lr`
+ * of the KL-clip. `metrics`, `totals`, `getConfig` and `fromConfig` are the adapter's.
  */
-export class EvaOptimizer extends SecondOrderOptimizer<EvaOptions, ResolvedEvaOptions, EvaPreconditionerState> {
+export class EvaOptimizer extends SecondOrderOptimizer {
   /** The name tfjs serialisation knows this class by. */
   static override get className(): string {
     return 'EvaOptimizer';
@@ -45,15 +39,10 @@ export class EvaOptimizer extends SecondOrderOptimizer<EvaOptions, ResolvedEvaOp
 
   /**
    * @param target - the model to train (prepared here), a capture registry, or `undefined` for an
-   *   optimizer that gets its model later with `attach(model)` (see `CaptureOptimizer`).
+   *   optimizer that gets its model later with `attach(model)`.
    */
   constructor(target: PreparableModel | CaptureRegistry | undefined, options: EvaOptimizerOptions = {}) {
     super(target, options, EVA_METHOD);
-  }
-
-  /** Totals since the start: refused steps (`skippedSteps`), and among them `refusedResults`. */
-  get totals(): { skippedSteps: number; refusedResults: number } {
-    return { skippedSteps: this.skippedSteps, refusedResults: this.refusedResults };
   }
 }
 

@@ -48,7 +48,7 @@ describe('EvaOptimizer state and memory', () => {
     expectRefusalsBeforePreparing((model, options: EvaOptimizerOptions) => new EvaOptimizer(model, options), prepareModel, [
       [{ damping: 0 }, /EvaOptimizer: damping must be \(0, ∞\)/],
       [{ learningRate: Number.NaN }, /EvaOptimizer: learningRate must be a positive finite number/],
-      [{ backend: {} as never, learningRate: 1e-2 }, /eva: backend must be a first-order Transform/],
+      [{ backend: {} as never, learningRate: 1e-2 }, /EvaOptimizer: backend must be a first-order Transform/],
       [{ backend: sgd({ learningRate: 0.1 }), learningRate: 0.1 }, /EvaOptimizer: learningRate 0.1 was given next to a backend with its own learning rate/],
     ]);
   });

@@ -29,11 +29,18 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 
-import { kfac } from './kfac';
-import { type KfacOptions, type KfacPreconditionerState, kfacPreconditioner } from './preconditioner';
+import type { BlockPreconditionerState } from '@mkor/second-order';
+
+import type { KfacLayerState } from './block';
+import { type KfacOptions, kfac, kfacPreconditioner } from './kfac';
 
 const U = 2 ** -24;
 const LAYERS: readonly SecondOrderLayer[] = FIXTURE_LAYERS;
+
+/** One layer's KFAC state in a preconditioner's state. */
+function layerOf(state: BlockPreconditionerState, name: string): KfacLayerState {
+  return state.layers[name]!.block as KfacLayerState;
+}
 
 /** One step's statistics of a layer from seeded rows, as float32 tensors (what a capture hands over). */
 function statisticsOf(layer: SecondOrderLayer, step: number, seed: number): LayerStatistics {
@@ -68,9 +75,12 @@ interface Mirror {
   condition: number;
 }
 
-const cases: { title: string; options: KfacOptions }[] = [
+/** KFAC's options with plain numbers (the mirror does not follow schedules). */
+type NumericKfacOptions = KfacOptions & { gamma?: number; damping?: number; factorUpdateInterval?: number; inverseInterval?: number };
+
+const cases: { title: string; options: NumericKfacOptions }[] = [
   { title: 'KL-clip, gradientScale sum', options: { gamma: 0.9, damping: 0.05, inverseInterval: 2, scaling: 'kl-clip', learningRate: 0.1, klClip: 1e-3 } },
-  { title: 'rescale, gradientScale mean', options: { gamma: 0.8, damping: 0.1, inverseInterval: 3, scaling: 'rescale', gradientScale: 'mean' } },
+  { title: 'rescale, gradientScale mean', options: { gamma: 0.8, damping: 0.1, inverseInterval: 3, scaling: 'frobenius', gradientScale: 'mean' } },
   { title: 'no scaling, factors every 2 steps', options: { damping: 0.05, factorUpdateInterval: 2, inverseInterval: 2, scaling: 'none', gradientScale: 'mean' } },
 ];
 
@@ -114,7 +124,7 @@ describe('kfacPreconditioner against a float64 mirror', () => {
       const nu = scaling === 'kl-clip' ? klClipFactor64(pairs, options.learningRate as number, options.klClip ?? 1e-3) : 1;
       for (const { layer, update, gradient } of pairs) {
         const m = mirrors.get(layer.name)!;
-        const layerState = (state as KfacPreconditionerState).layers[layer.name]!;
+        const layerState = layerOf(state, layer.name);
         // Inversion (dampedInverse): relative error ≤ ~2·d·κ·u; the EMA adds a few u. The step
         // multiplies two inverses, so the update's relative error is bounded by about twice that:
         // 8·d·κ·u leaves a margin of ~2 on the worst case (κ bounded by ‖F+λI‖_F‖(F+λI)⁻¹‖_F).
@@ -126,23 +136,23 @@ describe('kfacPreconditioner against a float64 mirror', () => {
         expect(relativeError(fromTensor(layerState.outputFactor), m.outputFactor)).toBeLessThan(4 * U / (1 - gamma) + 4 * U);
         expect(relativeError(fromTensor(layerState.inputInverse), m.inputInverse)).toBeLessThan(tolerance);
         expect(relativeError(fromTensor(layerState.outputInverse), m.outputInverse)).toBeLessThan(tolerance);
-        const expected = scaling === 'rescale' ? scale(update, frobeniusNorm(gradient) / frobeniusNorm(update)) : scale(update, nu);
+        const expected = scaling === 'frobenius' ? scale(update, frobeniusNorm(gradient) / frobeniusNorm(update)) : scale(update, nu);
         const kernel = result.updates[layer.kernelName]!;
         expect(kernel.shape).toEqual(layer.kernelShape);
         const bias = layer.biasName === undefined ? [] : Array.from(result.updates[layer.biasName]!.dataSync());
         const actual = matrix(expected.rows, expected.cols, [...kernel.dataSync(), ...bias]);
         expect(relativeError(actual, expected)).toBeLessThan(2 * tolerance);
       }
-      const metrics = (state as KfacPreconditionerState).metrics!;
-      expect(metrics.factorUpdate).toBe(step % factorInterval === 0);
-      expect(metrics.inverseUpdate).toBe(step % inverseInterval === 0);
+      const metrics = state.metrics!;
+      expect(metrics.refreshed).toEqual(step % factorInterval === 0 ? LAYERS.map((l) => l.name) : []);
+      expect(metrics.events.inverted).toEqual(step % inverseInterval === 0 ? LAYERS.map((l) => l.name) : []);
       expectStepTimings(metrics);
       if (scaling === 'kl-clip') expect(metrics.scaleFactors.dense).toBeCloseTo(nu, 4);
       return result.updates;
     });
-    const totals = (state as KfacPreconditionerState).totals;
-    expect(totals.inverseUpdates).toBe(Math.ceil(6 / inverseInterval));
-    expect(totals.failedInversions).toBe(0);
+    const totals = state.totals;
+    expect(totals.refreshes).toBe(Math.ceil(6 / factorInterval));
+    expect(totals.events).toEqual({ rejected: 0, inverted: Math.ceil(6 / inverseInterval) * LAYERS.length, inversionFailed: 0 });
     tf.dispose(tensorsIn(state));
     expect(tf.memory().numTensors).toBe(before);
   });
@@ -159,9 +169,9 @@ describe('kfacPreconditioner robustness', () => {
     const grads = gradientsOf(3);
     const result = applyTransform(transform, grads, state, { extras: { statistics: { dense: negative, conv: good } } });
     state = result.state;
-    expect(state.metrics!.failedInversions).toEqual(['dense/input']);
-    expect(state.totals.failedInversions).toBe(1);
-    expect(fromTensor(state.layers.dense!.inputInverse)).toEqual(identity(5));
+    expect(state.metrics!.events.inversionFailed).toEqual(['dense']);
+    expect(state.totals.events.inversionFailed).toBe(1);
+    expect(fromTensor(layerOf(state, 'dense').inputInverse)).toEqual(identity(5));
     expect(Array.from(result.updates['dense/kernel']!.dataSync()).every(Number.isFinite)).toBe(true);
     tf.dispose(Object.values(result.updates).filter((u) => !Object.values(grads).includes(u)));
     tf.dispose([...Object.values(grads), negative.covariance.a, ...tensorsIn(state)]);
@@ -178,7 +188,7 @@ describe('kfacPreconditioner robustness', () => {
     const { covariance, ...withoutCovariance } = s;
     void covariance;
     expect(() => applyTransform(transform, grads, state, { extras: { statistics: { dense: withoutCovariance } } })).toThrow(
-      /kfacPreconditioner: the statistics of layer 'dense' carry no covariance: capture with \{ covariance: true \}/,
+      /kfacPreconditioner\(layer 'dense'\): the statistics carry no covariance: capture with \{ covariance: true \}/,
     );
     tf.dispose([...Object.values(grads), ...tensorsIn(state)]);
     disposeStatistics(s);
@@ -189,7 +199,7 @@ describe('kfacPreconditioner robustness', () => {
     expect(() => kfacPreconditioner(LAYERS, { gamma: 1, scaling: 'none' })).toThrow(/kfacPreconditioner: gamma must be \(0, 1\)/);
     expect(() => kfacPreconditioner(LAYERS, { inverseInterval: 0.5, scaling: 'none' })).toThrow(/inverseInterval must be an integer/);
     expect(() => kfacPreconditioner(LAYERS)).toThrow(/kfacPreconditioner: scaling 'kl-clip' needs the learningRate/);
-    expect(() => kfacPreconditioner(LAYERS, { scaling: 'fancy' as 'none' })).toThrow(/scaling must be one of 'kl-clip', 'rescale', 'none'/);
+    expect(() => kfacPreconditioner(LAYERS, { scaling: 'fancy' as 'none' })).toThrow(/scaling must be one of 'kl-clip', 'frobenius', 'summed-norms', 'none'/);
     expect(() => kfacPreconditioner([LAYERS[0]!, LAYERS[0]!], { scaling: 'none' })).toThrow(/layer 'dense' is listed twice/);
     expect(() => kfac({ layers: LAYERS, backend: undefined as never, scaling: 'none' })).toThrow(/kfac: backend must be a first-order Transform/);
   });
@@ -203,13 +213,13 @@ describe('kfacPreconditioner robustness', () => {
     const first = applyTransform(transform, grads, state, { extras: { statistics } });
     state = first.state;
     tf.dispose(Object.values(first.updates));
-    const factorBefore = Array.from(transform.preconditionerState(state).layers.dense!.inputFactor.dataSync());
+    const factorBefore = Array.from(layerOf(transform.preconditionerState(state)!, 'dense').inputFactor.dataSync());
     const poisoned = { ...grads, 'dense/kernel': tf.fill([4, 3], Number.NaN) };
     const second = applyTransform(transform, poisoned, state, { extras: { statistics } });
     state = second.state;
     expect(state.skippedSteps).toBe(1);
     expect(Object.values(second.updates).every((u) => Array.from(u.dataSync()).every((v) => v === 0))).toBe(true);
-    expect(Array.from(transform.preconditionerState(state).layers.dense!.inputFactor.dataSync())).toEqual(factorBefore);
+    expect(Array.from(layerOf(transform.preconditionerState(state)!, 'dense').inputFactor.dataSync())).toEqual(factorBefore);
     tf.dispose([...Object.values(second.updates), poisoned['dense/kernel'], ...Object.values(grads), ...tensorsIn(state)]);
     Object.values(statistics).forEach(disposeStatistics);
     expect(tf.memory().numTensors).toBe(before);

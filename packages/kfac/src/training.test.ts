@@ -17,9 +17,10 @@ describe('KfacOptimizer with model.fit on a Fashion-MNIST MLP', () => {
   it('lowers the loss with the default Adam backend and KL-clip', async () => {
     await expectFitLowersLoss(data.train, (model) => new KfacOptimizer(model, { learningRate: 1e-2, damping: 0.01, inverseInterval: 4 }), {
       inspect: (optimizer) => {
-        expect(optimizer.totals).toMatchObject({ factorUpdates: 16, inverseUpdates: 4, failedInversions: 0, rejectedFactors: 0, skippedSteps: 0 });
+        const layers = optimizer.capture.secondOrder.map((layer) => layer.name);
+        expect(optimizer.totals).toMatchObject({ refreshes: 16, events: { inverted: 4 * layers.length, inversionFailed: 0, rejected: 0 }, skippedSteps: 0 });
         // The last step (15) folded in new covariances but did not invert (15 % 4 ≠ 0).
-        expect(optimizer.metrics).toMatchObject({ step: 15, factorUpdate: true, inverseUpdate: false });
+        expect(optimizer.metrics).toMatchObject({ step: 15, refreshed: layers, events: { inverted: [] } });
         expect(optimizer.getConfig()).toMatchObject({ damping: 0.01, gamma: 0.95, inverseInterval: 4, klClip: 0.001, backend: { name: 'adam', options: { learningRate: 1e-2 } }, learningRate: 1e-2, maxDim: null });
       },
     });
@@ -39,7 +40,7 @@ describe('KfacOptimizer state and memory', () => {
     await expectExactResume(
       data.train,
       (model) => new KfacOptimizer(model, { learningRate: 1e-2, inverseInterval: 2 }),
-      (resumed) => expect(resumed.totals.factorUpdates).toBe(6),
+      (resumed) => expect(resumed.totals.refreshes).toBe(6),
     );
   });
 
@@ -48,7 +49,7 @@ describe('KfacOptimizer state and memory', () => {
       data.train,
       () => createCapture({ covariance: true }),
       (capture) => new KfacOptimizer(capture, { learningRate: 1e-2, inverseInterval: 1 }),
-      (optimizer) => expect(optimizer.totals.inverseUpdates).toBe(10),
+      (optimizer) => expect(optimizer.totals.events.inverted).toBe(10 * optimizer.capture.secondOrder.length),
     );
 
     const problem = denseProblem(data.train);
@@ -64,7 +65,7 @@ describe('KfacOptimizer state and memory', () => {
     expectRefusalsBeforePreparing((model, options: KfacOptimizerOptions) => new KfacOptimizer(model, options), prepareModel, [
       [{ damping: -1 }, /KfacOptimizer: damping must be \[0, ∞\)/],
       [{ learningRate: 0 }, /KfacOptimizer: learningRate must be a positive finite number/],
-      [{ backend: {} as never, learningRate: 1e-2 }, /kfac: backend must be a first-order Transform/],
+      [{ backend: {} as never, learningRate: 1e-2 }, /KfacOptimizer: backend must be a first-order Transform/],
       [{ backend: sgd({ learningRate: 0.1 }), learningRate: 0.1 }, /KfacOptimizer: learningRate 0.1 was given next to a backend with its own learning rate/],
     ]);
   });

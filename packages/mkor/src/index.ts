@@ -1,22 +1,15 @@
-export { mkor } from './mkor';
-export type { MkorHybridOptions, MkorSecondOrderState, MkorState, MkorTransform, MkorTransformOptions } from './mkor';
-export { mkorPreconditioner } from './preconditioner';
-export type {
-  LayerFactorState,
-  MkorPreconditionerState,
-  MkorStepMetrics,
-  PreconditionedLayer,
-  Rank1Statistics,
-  StatisticsByLayer,
-} from './preconditioner';
-export { resolveMkorOptions } from './options';
-export type {
-  FactorUpdateForm,
-  MkorOptions,
-  RescaleMode,
-  ResolvedMkorOptions,
-  StabilizerNorm,
-  StabilizerOptions,
-} from './options';
+/**
+ * `@mkor/mkor` — MKOR (Mozaffari et al., NeurIPS 2023) composed from the `@mkor` parts: the MKOR
+ * curvature block (inverse factors refreshed by the norm-based stabiliser and a Sherman–Morrison
+ * step, or the authors' reference refresh), in `@mkor/second-order`'s layer loop, with a
+ * first-order backend and MKOR-H's switch; as a block, a preconditioner, one transform and a
+ * `tf.Optimizer`.
+ */
+export { mkorBlock, referenceRefresh, stabilizedRefresh } from './block';
+export type { MkorLayerState } from './block';
+export { mkor, mkorPreconditioner } from './mkor';
+export type { MkorTransform, MkorTransformOptions } from './mkor';
+export { mkorLoopDefaults, resolveMkorBlockOptions, splitMkorOptions } from './options';
+export type { FactorUpdateForm, MkorBlockOptions, MkorOptions, ResolvedMkorBlockOptions, StabilizerNorm, StabilizerOptions } from './options';
 export { MkorOptimizer } from './optimizer';
-export type { MkorOptimizerOptions, PreparableModel } from './optimizer';
+export type { MkorOptimizerOptions } from './optimizer';

@@ -81,7 +81,7 @@ describe('MkorOptimizer options', () => {
     rebuilt.attach(net);
     expect(() => rebuilt.attach(net)).toThrow(/MkorOptimizer.attach: a model is attached already/);
     rebuilt.minimize(loss);
-    expect(rebuilt.totals.factorUpdates).toBe(1);
+    expect(rebuilt.totals.refreshes).toBe(1);
     rebuilt.dispose();
     // A backend of your own cannot be saved: the rebuilt optimizer says what to do at its first step.
     const own: Transform<unknown> = { init: () => null, update: (updates, state) => ({ updates, state }) };

@@ -1,11 +1,11 @@
-import { checkNumber, checkOneOf } from '@mkor/core';
+import { type Hyperparameter, checkHyperparameter, checkKnownOptions, checkNumber, checkOneOf } from '@mkor/core';
+import { RENAMED_OPTIONS, type SecondOrderOptions, splitMethodOptions } from '@mkor/second-order';
+import type { InverseUpdateForm } from '@mkor/sherman-morrison';
 
 /** The three forms of the inverse-factor update (see `@mkor/sherman-morrison`). */
-export type FactorUpdateForm = 'exact' | 'paper' | 'reference';
+export type FactorUpdateForm = InverseUpdateForm;
 /** Norms the stabiliser can watch (see `@mkor/norm-stabilizer`). */
 export type StabilizerNorm = 'inf' | 'max' | 'fro';
-/** How the preconditioned update is rescaled (MKOR step 6). */
-export type RescaleMode = 'frobenius' | 'summed-norms' | 'none';
 
 /** The paper's norm-based stabiliser (eq. 7/8): `if ‖F⁻¹‖ > ε: F⁻¹ ← ζF⁻¹ + (1−ζ)I`. */
 export interface StabilizerOptions {
@@ -18,115 +18,94 @@ export interface StabilizerOptions {
 }
 
 /**
- * Options of the MKOR preconditioner. Every field has a default; `preset: 'reference'`
- * switches all of them to the behaviour of the authors' public code.
+ * Options of the MKOR block. Every field has a default; `preset: 'reference'` switches them (and
+ * the loop's scaling) to the behaviour of the authors' public code.
  */
-export interface MkorOptions {
+export interface MkorBlockOptions {
   /**
    * `'default'` (this library's defaults, below) or `'reference'`: the authors' public code step
-   * by step — factors set to I at the first factor update, the 0.95/0.05 blend with a plain
-   * Sherman–Morrison step, both factors of a layer reset to I at the next factor update once an
-   * entry of either exceeds 2, `g` as the row sum (n·mean), the bias folded in, the rescale by
-   * summed weight and bias norms, factor updates when `step % f == 0 || step < warmupSteps`.
-   * Options given next to the preset override it.
+   * by step — factors set to I at the first refresh, the 0.95/0.05 blend with a plain
+   * Sherman–Morrison step (`form: 'reference'`), both factors of a layer reset to I once an entry of
+   * either exceeds 2 (instead of the stabiliser), and, in the layer loop, `g` as the row sum (n·mean)
+   * and the rescale by summed weight and bias norms (`scaling: 'summed-norms'`). Options given next
+   * to the preset override it, except `stabilizer`, which the reference refresh does not use.
    */
   readonly preset?: 'default' | 'reference';
   /** The inverse-factor update form. Default `'exact'`. */
   readonly form?: FactorUpdateForm;
-  /** Factor momentum γ ∈ (0, 1) of eq. 3/4 (unused by the `'reference'` form). Default 0.95. */
-  readonly gamma?: number;
+  /** Factor momentum γ ∈ (0, 1) of eq. 3/4 (unused by the `'reference'` form), or a schedule of the step. Default 0.95. */
+  readonly gamma?: Hyperparameter;
   /** The norm-based stabiliser, or `false` for none. Default `{ epsilon: 100, zeta: 0.1, norm: 'inf' }`. */
   readonly stabilizer?: StabilizerOptions | false;
-  /** Update the inverse factors every f steps (preconditioning happens every step). Default 10. */
-  readonly factorUpdateInterval?: number;
-  /** Update the factors on every step while `step < warmupSteps`. Default 0. */
+  /** Refresh the inverse factors every f steps (an integer ≥ 1, or a schedule of the step); preconditioning happens every step. Default 10. */
+  readonly factorUpdateInterval?: Hyperparameter;
+  /** Refresh the factors on every step while `step < warmupSteps`. Default 0. */
   readonly warmupSteps?: number;
-  /** Rescale of the preconditioned update. Default `'frobenius'` (`‖[∇W ∇b]‖_F / ‖[ΔW Δb]‖_F`). */
-  readonly rescale?: RescaleMode;
-  /**
-   * Scale of the output-gradient vector g: `'mean'` (the mean of ∂Loss/∂y over rows) or `'sum'`
-   * (n·mean, which undoes the 1/n of a mean-reduced loss, as the authors' code does: n is the row
-   * count for dense layers, the batch size for conv2d layers). Default `'sum'`.
-   */
-  readonly gradientScale?: 'mean' | 'sum';
-  /** Store the inverse factors rounded to IEEE half precision after each update. Default `'float32'`. */
+  /** Store the inverse factors rounded to IEEE half precision after each refresh. Default `'float32'`. */
   readonly factorPrecision?: 'float32' | 'float16';
-  /** Compute per-step metrics (one scalar read-back per step). Default true. */
-  readonly collectMetrics?: boolean;
 }
 
-/** {@link MkorOptions} with every default filled in and validated. */
-export interface ResolvedMkorOptions {
+/** {@link MkorBlockOptions} with every default filled in and checked. */
+export interface ResolvedMkorBlockOptions {
   readonly preset: 'default' | 'reference';
+  /** The refresh strategy: the paper's (stabiliser, then the update) or the authors' (reset flags); from the preset. */
+  readonly refresh: 'stabilized' | 'reference';
   readonly form: FactorUpdateForm;
-  readonly gamma: number;
+  readonly gamma: Hyperparameter;
   readonly stabilizer: StabilizerOptions | false;
-  readonly factorUpdateInterval: number;
+  readonly factorUpdateInterval: Hyperparameter;
   readonly warmupSteps: number;
-  readonly rescale: RescaleMode;
-  readonly gradientScale: 'mean' | 'sum';
   readonly factorPrecision: 'float32' | 'float16';
-  readonly collectMetrics: boolean;
-  /** The authors' reset rule: reset both factors of a layer when an entry exceeds 2. */
-  readonly resetAboveMaxEntry: number | false;
 }
 
-const DEFAULTS: ResolvedMkorOptions = {
-  preset: 'default',
-  form: 'exact',
-  gamma: 0.95,
-  stabilizer: { epsilon: 100, zeta: 0.1, norm: 'inf' },
-  factorUpdateInterval: 10,
-  warmupSteps: 0,
-  rescale: 'frobenius',
-  gradientScale: 'sum',
-  factorPrecision: 'float32',
-  collectMetrics: true,
-  resetAboveMaxEntry: false,
-};
+/** Options of MKOR as a method (`mkorPreconditioner`, `mkor`, `MkorOptimizer`): the block's and the layer loop's. */
+export interface MkorOptions extends MkorBlockOptions, SecondOrderOptions {}
 
-const REFERENCE: Partial<ResolvedMkorOptions> = {
-  preset: 'reference',
-  form: 'reference',
-  stabilizer: false,
-  rescale: 'summed-norms',
-  gradientScale: 'sum',
-  resetAboveMaxEntry: 2,
-};
+/** The keys of {@link MkorBlockOptions}. */
+const BLOCK_KEYS: readonly (keyof MkorBlockOptions)[] = ['preset', 'form', 'gamma', 'stabilizer', 'factorUpdateInterval', 'warmupSteps', 'factorPrecision'];
+
+/** The defaults of the layer loop's options that MKOR sets: its scaling (step 6), per preset. */
+export function mkorLoopDefaults(preset: 'default' | 'reference'): Pick<SecondOrderOptions, 'scaling' | 'gradientScale'> {
+  return preset === 'reference' ? { scaling: 'summed-norms', gradientScale: 'sum' } : { scaling: 'frobenius', gradientScale: 'sum' };
+}
 
 /**
- * Fills in defaults (and the preset) and validates every option, throwing a clear error at
- * construction rather than misbehaving later.
+ * Fills in the block's defaults (and the preset's) and checks every option, naming `where`:
+ * clear errors at construction rather than misbehaviour later. Unknown options are refused.
  */
-export function resolveMkorOptions(options: MkorOptions = {}): ResolvedMkorOptions {
-  const where = 'mkor';
+export function resolveMkorBlockOptions(options: MkorBlockOptions = {}, where = 'mkorBlock'): ResolvedMkorBlockOptions {
+  if (options === null || typeof options !== 'object') throw new TypeError(`${where}: options must be an object, got ${String(options)}`);
+  checkKnownOptions(where, options, BLOCK_KEYS, RENAMED_OPTIONS);
   const preset = checkOneOf(where, 'preset', options.preset ?? 'default', ['default', 'reference'] as const);
-  const base = { ...DEFAULTS, ...(preset === 'reference' ? REFERENCE : {}) };
-  const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
-  const merged = { ...base, ...defined } as ResolvedMkorOptions;
-  checkOneOf(where, 'form', merged.form, ['exact', 'paper', 'reference'] as const);
-  checkNumber(where, 'gamma', merged.gamma, { min: 0, max: 1, minExclusive: true, maxExclusive: true });
-  if (merged.stabilizer !== false) {
-    if (typeof merged.stabilizer !== 'object' || merged.stabilizer === null) {
-      throw new TypeError(`${where}: stabilizer must be { epsilon, zeta, norm } or false`);
-    }
-    checkNumber(where, 'stabilizer.epsilon', merged.stabilizer.epsilon, { min: 0, minExclusive: true });
-    checkNumber(where, 'stabilizer.zeta', merged.stabilizer.zeta, { min: 0, max: 1 });
-    checkOneOf(where, 'stabilizer.norm', merged.stabilizer.norm, ['inf', 'max', 'fro'] as const);
+  const reference = preset === 'reference';
+  if (reference && options.stabilizer !== undefined && options.stabilizer !== false) {
+    throw new RangeError(`${where}: the reference preset resets factors above 2 instead of stabilising them: stabilizer cannot be set with it`);
   }
-  checkNumber(where, 'factorUpdateInterval', merged.factorUpdateInterval, { min: 1, integer: true });
-  checkNumber(where, 'warmupSteps', merged.warmupSteps, { min: 0, integer: true });
-  checkOneOf(where, 'rescale', merged.rescale, ['frobenius', 'summed-norms', 'none'] as const);
-  checkOneOf(where, 'gradientScale', merged.gradientScale, ['mean', 'sum'] as const);
-  checkOneOf(where, 'factorPrecision', merged.factorPrecision, ['float32', 'float16'] as const);
-  if (typeof merged.collectMetrics !== 'boolean') {
-    throw new TypeError(`${where}: collectMetrics must be a boolean`);
+  const stabilizer = reference ? false : (options.stabilizer ?? { epsilon: 100, zeta: 0.1, norm: 'inf' as const });
+  if (stabilizer !== false) {
+    if (typeof stabilizer !== 'object' || stabilizer === null) throw new TypeError(`${where}: stabilizer must be { epsilon, zeta, norm } or false`);
+    checkNumber(where, 'stabilizer.epsilon', stabilizer.epsilon, { min: 0, minExclusive: true });
+    checkNumber(where, 'stabilizer.zeta', stabilizer.zeta, { min: 0, max: 1 });
+    checkOneOf(where, 'stabilizer.norm', stabilizer.norm, ['inf', 'max', 'fro'] as const);
   }
-  const known = new Set([...Object.keys(DEFAULTS)]);
-  for (const key of Object.keys(options)) {
-    if (!known.has(key) || key === 'resetAboveMaxEntry') {
-      throw new RangeError(`${where}: unknown option '${key}'`);
-    }
-  }
-  return merged;
+  return {
+    preset,
+    refresh: reference ? 'reference' : 'stabilized',
+    form: checkOneOf(where, 'form', options.form ?? (reference ? 'reference' : 'exact'), ['exact', 'paper', 'reference'] as const),
+    gamma: checkHyperparameter(where, 'gamma', options.gamma ?? 0.95, { min: 0, max: 1, minExclusive: true, maxExclusive: true }),
+    stabilizer,
+    factorUpdateInterval: checkHyperparameter(where, 'factorUpdateInterval', options.factorUpdateInterval ?? 10, { min: 1, integer: true }),
+    warmupSteps: checkNumber(where, 'warmupSteps', options.warmupSteps ?? 0, { min: 0, integer: true }),
+    factorPrecision: checkOneOf(where, 'factorPrecision', options.factorPrecision ?? 'float32', ['float32', 'float16'] as const),
+  };
+}
+
+/** MKOR's options split: the block's (checked) and the layer loop's (the preset's defaults under the ones given). */
+export function splitMkorOptions(
+  options: MkorOptions,
+  where: string,
+): { block: MkorBlockOptions; loop: SecondOrderOptions; preset: 'default' | 'reference' } {
+  const { block, loop } = splitMethodOptions(where, options, BLOCK_KEYS);
+  const preset = checkOneOf(where, 'preset', block.preset ?? 'default', ['default', 'reference'] as const);
+  return { block, loop: { ...mkorLoopDefaults(preset), ...loop }, preset };
 }

@@ -14,12 +14,20 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 
+import type { LayerStatistics, SecondOrderLayer } from '@mkor/capture';
 import { applyTransform } from '@mkor/core';
+import type { BlockPreconditionerState } from '@mkor/second-order';
 
-import { type PreconditionedLayer, type Rank1Statistics, mkorPreconditioner } from './preconditioner';
+import type { MkorLayerState } from './block';
+import { mkorPreconditioner } from './mkor';
 
-const layer: PreconditionedLayer = { name: 'dense', kernelName: 'dense/kernel', biasName: 'dense/bias', inputDim: 5, outputDim: 3, kernelShape: [5, 3] };
-const conv: PreconditionedLayer = { name: 'conv', kind: 'conv2d', kernelName: 'conv/kernel', inputDim: 2 * 2 * 2, outputDim: 4, kernelShape: [2, 2, 2, 4] };
+const layer: SecondOrderLayer = { name: 'dense', kind: 'dense', kernelName: 'dense/kernel', biasName: 'dense/bias', inputDim: 5, outputDim: 3, kernelShape: [5, 3] };
+const conv: SecondOrderLayer = { name: 'conv', kind: 'conv2d', kernelName: 'conv/kernel', inputDim: 2 * 2 * 2, outputDim: 4, kernelShape: [2, 2, 2, 4] };
+
+/** One layer's MKOR factors in a preconditioner's state. */
+function factorsOf(state: BlockPreconditionerState, name: string): MkorLayerState {
+  return state.layers[name]!.block as MkorLayerState;
+}
 
 function stream(seed: number): () => number {
   let s = seed >>> 0;
@@ -62,7 +70,7 @@ describe('mkorPreconditioner', () => {
       const kernel = Array.from({ length: 15 }, () => next());
       const bias = Array.from({ length: 3 }, () => next());
       const stats = { a: Array.from({ length: 5 }, () => next()), g: Array.from({ length: 3 }, () => next() * 0.1), rows: 8 };
-      const statistics: Rank1Statistics = { a: tf.tensor1d(stats.a), g: tf.tensor1d(stats.g), rows: stats.rows, step };
+      const statistics: LayerStatistics = { a: tf.tensor1d(stats.a), g: tf.tensor1d(stats.g), rows: stats.rows, samples: stats.rows, step };
       const grads = { 'dense/kernel': tf.tensor2d(kernel, [5, 3]), 'dense/bias': tf.tensor1d(bias), other: tf.tensor1d([1, 2]) };
       const result = applyTransform(transform, grads, state, { extras: { statistics: { dense: statistics } } });
       state = result.state;
@@ -71,21 +79,21 @@ describe('mkorPreconditioner', () => {
       // Factors with condition up to ~1e2 after a few updates: float32 keeps ~5 digits.
       expect(relativeError(got, expected)).toBeLessThan(1e-4);
       expect(result.updates.other).toBe(grads.other);
-      expect(relativeError(fromTensor(state.layers.dense!.inputInverse), factors64.input)).toBeLessThan(1e-4);
-      expect(state.metrics?.factorUpdate).toBe(step % 2 === 0);
-      expect(state.metrics?.rescaleFactors.dense).toBeGreaterThan(0);
+      expect(relativeError(fromTensor(factorsOf(state, 'dense').inputInverse), factors64.input)).toBeLessThan(1e-4);
+      expect(state.metrics?.refreshed).toEqual(step % 2 === 0 ? ['dense'] : []);
+      expect(state.metrics?.scaleFactors.dense).toBeGreaterThan(0);
       tf.dispose([statistics.a, statistics.g, ...Object.values(grads), result.updates['dense/kernel']!, result.updates['dense/bias']!]);
     }
-    expect(state.totals.factorUpdates).toBe(4);
+    expect(state.totals.refreshes).toBe(4);
     // Only the two factors remain, replaced in place of the identity ones created by init.
     expect(tf.memory().numTensors).toBe(before);
-    tf.dispose([state.layers.dense!.inputInverse, state.layers.dense!.outputInverse]);
+    tf.dispose(Object.values(factorsOf(state, 'dense')));
   });
 
   it('reshapes conv kernels, and does not reuse stale statistics', () => {
     const transform = mkorPreconditioner([conv], { factorUpdateInterval: 1, collectMetrics: false });
     let state = transform.init({});
-    const statistics: Rank1Statistics = { a: tf.ones([8]), g: tf.ones([4]), rows: 2, step: 0 };
+    const statistics: LayerStatistics = { a: tf.ones([8]), g: tf.ones([4]), rows: 2, samples: 2, step: 0 };
     const grads = { 'conv/kernel': tf.ones([2, 2, 2, 4]) };
     for (let i = 0; i < 2; i++) {
       const result = applyTransform(transform, grads, state, { extras: { statistics: { conv: statistics } } });
@@ -95,10 +103,10 @@ describe('mkorPreconditioner', () => {
     }
     // The second step saw the same statistics (step 0): the factor update is skipped for them.
     expect(state.layers.conv!.statisticsStep).toBe(0);
-    const after = fromTensor(state.layers.conv!.inputInverse);
+    const after = fromTensor(factorsOf(state, 'conv').inputInverse);
     const once = updateInverseFactor64(identity(8), new Array(8).fill(1), 'exact', 0.95);
     expect(relativeError(after, once)).toBeLessThan(1e-5);
-    tf.dispose([statistics.a, statistics.g, grads['conv/kernel'], state.layers.conv!.inputInverse, state.layers.conv!.outputInverse]);
+    tf.dispose([statistics.a, statistics.g, grads['conv/kernel'], ...Object.values(factorsOf(state, 'conv'))]);
   });
 
   it("scales g by the batch size for conv2d layers and by the rows for dense ones ('sum')", () => {
@@ -106,12 +114,12 @@ describe('mkorPreconditioner', () => {
     for (const [layer, expectedScale] of [[conv, 3], [{ ...conv, kind: 'dense' as const }, 12]] as const) {
       const transform = mkorPreconditioner([layer], { factorUpdateInterval: 1, stabilizer: false, collectMetrics: false });
       const state = transform.init({});
-      const statistics: Rank1Statistics = { a: tf.ones([8]), g: tf.tensor1d(g), rows: 12, samples: 3, step: 0 };
+      const statistics: LayerStatistics = { a: tf.ones([8]), g: tf.tensor1d(g), rows: 12, samples: 3, step: 0 };
       const grads = { 'conv/kernel': tf.ones([2, 2, 2, 4]) };
       const result = applyTransform(transform, grads, state, { extras: { statistics: { conv: statistics } } });
       const expected = updateInverseFactor64(identity(4), g.map((x) => x * expectedScale), 'exact', 0.95);
-      expect(relativeError(fromTensor(result.state.layers.conv!.outputInverse), expected)).toBeLessThan(1e-5);
-      tf.dispose([statistics.a, statistics.g, grads['conv/kernel'], result.updates['conv/kernel']!, result.state.layers.conv!.inputInverse, result.state.layers.conv!.outputInverse]);
+      expect(relativeError(fromTensor(factorsOf(result.state, 'conv').outputInverse), expected)).toBeLessThan(1e-5);
+      tf.dispose([statistics.a, statistics.g, grads['conv/kernel'], result.updates['conv/kernel']!, ...Object.values(factorsOf(result.state, 'conv'))]);
     }
   });
 
@@ -120,17 +128,17 @@ describe('mkorPreconditioner', () => {
     const transform = mkorPreconditioner([conv], { factorUpdateInterval: 1, stabilizer: false, form: 'exact', gamma: 0.1 });
     const fresh = transform.init({});
     const huge = tf.mul(tf.eye(8), 1e38) as tf.Tensor2D;
-    let state: typeof fresh = { ...fresh, layers: { conv: { ...fresh.layers.conv!, inputInverse: huge } } };
-    fresh.layers.conv!.inputInverse.dispose();
-    const statistics: Rank1Statistics = { a: tf.fill([8], 1e-3), g: tf.ones([4]), rows: 1, step: 0 };
+    let state: typeof fresh = { ...fresh, layers: { conv: { ...fresh.layers.conv!, block: { ...factorsOf(fresh, 'conv'), inputInverse: huge } } } };
+    factorsOf(fresh, 'conv').inputInverse.dispose();
+    const statistics: LayerStatistics = { a: tf.fill([8], 1e-3), g: tf.ones([4]), rows: 1, samples: 1, step: 0 };
     const grads = { 'conv/kernel': tf.ones([2, 2, 2, 4]) };
     const result = applyTransform(transform, grads, state, { extras: { statistics: { conv: statistics } } });
     state = result.state;
-    expect(state.metrics?.resets).toEqual(['conv']);
-    expect(state.totals.factorResets).toBe(1);
-    expect(relativeError(fromTensor(state.layers.conv!.inputInverse), identity(8))).toBe(0);
+    expect(state.metrics?.events.reset).toEqual(['conv']);
+    expect(state.totals.events.reset).toBe(1);
+    expect(relativeError(fromTensor(factorsOf(state, 'conv').inputInverse), identity(8))).toBe(0);
     expect(Array.from(result.updates['conv/kernel']!.dataSync()).every(Number.isFinite)).toBe(true);
-    tf.dispose([statistics.a, statistics.g, grads['conv/kernel'], result.updates['conv/kernel']!, state.layers.conv!.inputInverse, state.layers.conv!.outputInverse]);
+    tf.dispose([statistics.a, statistics.g, grads['conv/kernel'], result.updates['conv/kernel']!, ...Object.values(factorsOf(state, 'conv'))]);
   });
 
   it('refuses bad options, layers and statistics clearly', () => {
@@ -143,9 +151,9 @@ describe('mkorPreconditioner', () => {
     expect(() => mkorPreconditioner([layer, layer])).toThrow(/listed twice/);
     const transform = mkorPreconditioner([layer]);
     const state = transform.init({});
-    const statistics: Rank1Statistics = { a: tf.ones([4]), g: tf.ones([3]), rows: 1, step: 0 };
+    const statistics: LayerStatistics = { a: tf.ones([4]), g: tf.ones([3]), rows: 1, samples: 1, step: 0 };
     const grads = { 'dense/kernel': tf.ones([5, 3]), 'dense/bias': tf.ones([3]) };
     expect(() => applyTransform(transform, grads, state, { extras: { statistics: { dense: statistics } } })).toThrow(/a of length 4 .* expected 5 and 3/);
-    tf.dispose([statistics.a, statistics.g, ...Object.values(grads), state.layers.dense!.inputInverse, state.layers.dense!.outputInverse]);
+    tf.dispose([statistics.a, statistics.g, ...Object.values(grads), ...Object.values(factorsOf(state, 'dense'))]);
   });
 });
