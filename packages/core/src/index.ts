@@ -12,6 +12,7 @@ export { applyTransform, disposeReplaced, tensorsIn } from './memory';
 export {
   allFinite,
   checkFinite,
+  checkFloat32,
   checkHyperparameter,
   checkKnownOptions,
   checkNumber,

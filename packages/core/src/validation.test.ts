@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import {
   allFinite,
   checkFinite,
+  checkFloat32,
   checkHyperparameter,
   checkKnownOptions,
   checkLayerCoverage,
@@ -96,5 +97,20 @@ describe('checkKnownOptions', () => {
       "mkor: unknown option 'rescale' (renamed 'scaling')",
     );
     expect(() => checkKnownOptions('mkor', { typo: undefined }, ['gamma'])).toThrow("unknown option 'typo'");
+  });
+});
+
+describe('checkFloat32', () => {
+  it('accepts a live float32 tensor and refuses anything else, naming the caller and the parameter', () => {
+    const good = tf.ones([2]);
+    const ints = tf.ones([2], 'int32');
+    const gone = tf.ones([2]);
+    gone.dispose();
+    expect(() => checkFloat32('f', 'x', good)).not.toThrow();
+    expect(() => checkFloat32('f', 'x', ints)).toThrow('f: x must be a float32 tensor, got dtype int32');
+    expect(() => checkFloat32('f', 'x', gone)).toThrow('f: x has been disposed');
+    expect(() => checkFloat32('f', 'x', [1, 2])).toThrow('f: x must be a tf.Tensor, got object');
+    expect(() => checkFloat32('f', 'x', null)).toThrow('f: x must be a tf.Tensor, got null');
+    tf.dispose([good, ints]);
   });
 });

@@ -97,6 +97,16 @@ export function checkOneOf<const T extends string>(
   return value as T;
 }
 
+/**
+ * Throws a `TypeError` naming `where` and `name` unless `t` is a live float32 tensor (what the
+ * kernels of these packages compute in): `stabilize: inverse must be a float32 tensor, got dtype int32`.
+ */
+export function checkFloat32(where: string, name: string, t: unknown): asserts t is tf.Tensor {
+  if (!(t instanceof tf.Tensor)) throw new TypeError(`${where}: ${name} must be a tf.Tensor, got ${t === null ? 'null' : typeof t}`);
+  if (t.isDisposed) throw new TypeError(`${where}: ${name} has been disposed`);
+  if (t.dtype !== 'float32') throw new TypeError(`${where}: ${name} must be a float32 tensor, got dtype ${t.dtype}`);
+}
+
 /** Checks that `t` is a tensor of the given rank; returns its shape. */
 export function checkRank(where: string, name: string, t: unknown, rank: number): number[] {
   if (!(t instanceof tf.Tensor)) {

@@ -3,7 +3,7 @@
  * tensor lives outside tfjs as 16-bit patterns plus its shape, and comes back as float32.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { checkOneOf } from '@mkor/core';
+import { checkFloat32, checkOneOf } from '@mkor/core';
 
 import { decodeBfloat16, encodeBfloat16 } from './bfloat16';
 import { decodeFloat16, encodeFloat16 } from './float16';
@@ -23,16 +23,6 @@ export interface QuantizedTensor {
   readonly bits: Uint16Array;
 }
 
-function checkFloat32Tensor(where: string, t: unknown): asserts t is tf.Tensor {
-  if (!(t instanceof tf.Tensor)) {
-    throw new TypeError(`${where}: t must be a tf.Tensor, got ${typeof t}`);
-  }
-  if (t.isDisposed) throw new TypeError(`${where}: t has been disposed`);
-  if (t.dtype !== 'float32') {
-    throw new TypeError(`${where}: t must be a float32 tensor, got dtype ${t.dtype}`);
-  }
-}
-
 /**
  * Rounds a float32 tensor to `format` (round to nearest, ties to even; see `encodeFloat16`,
  * `encodeBfloat16`) and returns the bits with the shape. Reads the data synchronously
@@ -40,7 +30,7 @@ function checkFloat32Tensor(where: string, t: unknown): asserts t is tf.Tensor {
  * magnitudes below 2⁻²⁵ become ±0.
  */
 export function quantizeTensor(t: tf.Tensor, format: HalfFormat = 'float16'): QuantizedTensor {
-  checkFloat32Tensor('quantizeTensor', t);
+  checkFloat32('quantizeTensor', 't', t);
   checkOneOf('quantizeTensor', 'format', format, HALF_FORMATS);
   const values = t.dataSync<'float32'>();
   const bits = format === 'float16' ? encodeFloat16(values) : encodeBfloat16(values);
@@ -77,7 +67,7 @@ export function dequantizeTensor(q: QuantizedTensor): tf.Tensor {
  * Reads the data synchronously; `t` is not disposed.
  */
 export function roundToHalf(t: tf.Tensor, format: HalfFormat = 'float16'): tf.Tensor {
-  checkFloat32Tensor('roundToHalf', t);
+  checkFloat32('roundToHalf', 't', t);
   checkOneOf('roundToHalf', 'format', format, HALF_FORMATS);
   const values = t.dataSync<'float32'>();
   const rounded =

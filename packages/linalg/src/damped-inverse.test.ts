@@ -184,7 +184,7 @@ describe('dampedInverse (schur)', () => {
       [() => dampedInverse(vector), /dampedInverse: matrix must have rank 2/],
       [() => dampedInverse([[1]] as unknown as tf.Tensor2D), /dampedInverse: matrix must be a tf.Tensor/],
       [() => dampedInverse(empty), 'dampedInverse: matrix must be at least 1 × 1'],
-      [() => dampedInverse(integers), 'dampedInverse: matrix must be float32, got int32'],
+      [() => dampedInverse(integers), 'dampedInverse: matrix must be a float32 tensor, got dtype int32'],
       [() => dampedInverse(withNaN), 'dampedInverse: matrix contains NaN or Inf'],
       [() => dampedInverse(withInf), 'dampedInverse: matrix contains NaN or Inf'],
       [() => dampedInverse(asymmetric), /dampedInverse: matrix must be symmetric, got max\|A − Aᵀ\| = 0.5/],

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { checkFinite, checkNumber, checkOneOf, checkSquareMatrix } from '@mkor/core';
+import { checkFinite, checkFloat32, checkNumber, checkOneOf, checkSquareMatrix } from '@mkor/core';
 
 import { invertSpdBlock64 } from './spd-base-case';
 
@@ -97,10 +97,6 @@ function dampedSymmetricPart(
     );
   }
   return { damped, largestDiagonal: largestDiagonal as number };
-}
-
-function checkFloat32(where: string, name: string, t: tf.Tensor): void {
-  if (t.dtype !== 'float32') throw new TypeError(`${where}: ${name} must be float32, got ${t.dtype}`);
 }
 
 function notPositiveDefinite(where: string, damping: number, row: number, pivot: number, threshold: number): RangeError {

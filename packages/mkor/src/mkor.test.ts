@@ -9,6 +9,7 @@ import {
   matmul,
   matrix,
   relativeError,
+  seeded,
   updateInverseFactor64,
 } from '@mkor/testing';
 import * as tf from '@tensorflow/tfjs-core';
@@ -27,14 +28,6 @@ const conv: SecondOrderLayer = { name: 'conv', kind: 'conv2d', kernelName: 'conv
 /** One layer's MKOR factors in a preconditioner's state. */
 function factorsOf(state: BlockPreconditionerState, name: string): MkorLayerState {
   return state.layers[name]!.block as MkorLayerState;
-}
-
-function stream(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32 - 0.5;
-  };
 }
 
 /** Float64 mirror of one default-preset step for one layer with a bias (exact form, blend stabiliser, Frobenius rescale). */
@@ -64,12 +57,11 @@ describe('mkorPreconditioner', () => {
     const transform = mkorPreconditioner([layer], { gamma: options.gamma, stabilizer: { epsilon: options.epsilon, zeta: options.zeta, norm: 'inf' }, factorUpdateInterval: 2 });
     let state = transform.init({});
     const factors64 = { input: identity(6), output: identity(3) };
-    const next = stream(3);
     const before = tf.memory().numTensors;
     for (let step = 0; step < 7; step++) {
-      const kernel = Array.from({ length: 15 }, () => next());
-      const bias = Array.from({ length: 3 }, () => next());
-      const stats = { a: Array.from({ length: 5 }, () => next()), g: Array.from({ length: 3 }, () => next() * 0.1), rows: 8 };
+      const kernel = Array.from(seeded(15, 100 * step));
+      const bias = Array.from(seeded(3, 100 * step + 1));
+      const stats = { a: Array.from(seeded(5, 100 * step + 2)), g: Array.from(seeded(3, 100 * step + 3), (v) => v * 0.1), rows: 8 };
       const statistics: LayerStatistics = { a: tf.tensor1d(stats.a), g: tf.tensor1d(stats.g), rows: stats.rows, samples: stats.rows, step };
       const grads = { 'dense/kernel': tf.tensor2d(kernel, [5, 3]), 'dense/bias': tf.tensor1d(bias), other: tf.tensor1d([1, 2]) };
       const result = applyTransform(transform, grads, state, { extras: { statistics: { dense: statistics } } });

@@ -1,4 +1,4 @@
-import { checkNumber, checkOneOf, checkSquareMatrix, selectByScalar } from '@mkor/core';
+import { checkFloat32, checkNumber, checkOneOf, checkSquareMatrix, selectByScalar } from '@mkor/core';
 import * as tf from '@tensorflow/tfjs-core';
 
 /**
@@ -92,9 +92,7 @@ interface ResolvedStabilizeOptions {
 
 function resolveOptions(where: string, inverse: tf.Tensor2D, options: StabilizeOptions): ResolvedStabilizeOptions {
   checkSquareMatrix(where, 'inverse', inverse);
-  if (inverse.dtype !== 'float32') {
-    throw new TypeError(`${where}: inverse must be a float32 tensor, got dtype ${inverse.dtype}`);
-  }
+  checkFloat32(where, 'inverse', inverse);
   const mode = checkOneOf(where, 'mode', options?.mode ?? 'blend', ['blend', 'reset'] as const);
   const epsilon = checkNumber(where, 'epsilon', options?.epsilon, { min: 0, minExclusive: true });
   const norm = checkOneOf(where, 'norm', options?.norm ?? 'inf', FACTOR_NORMS);

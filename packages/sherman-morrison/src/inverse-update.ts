@@ -1,7 +1,7 @@
-import { checkNumber, checkOneOf, checkRank, checkSquareMatrix, checkVector } from '@mkor/core';
+import { checkFloat32, checkNumber, checkOneOf, checkRank, checkSquareMatrix, checkVector } from '@mkor/core';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { checkFiniteUpdate, checkFloat32, rankOneParts, shermanMorrisonUnchecked } from './sherman-morrison';
+import { checkFiniteUpdate, rankOneParts, shermanMorrisonUnchecked } from './sherman-morrison';
 
 /**
  * The three forms of MKOR's inverse-factor update found in the wild:

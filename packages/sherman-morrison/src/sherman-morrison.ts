@@ -1,4 +1,4 @@
-import { checkFinite as checkAllFinite, checkNumber, checkSquareMatrix, checkVector, finiteFlag } from '@mkor/core';
+import { checkFinite as checkAllFinite, checkFloat32, checkNumber, checkSquareMatrix, checkVector, finiteFlag } from '@mkor/core';
 import * as tf from '@tensorflow/tfjs-core';
 
 /** Options of {@link shermanMorrison}. */
@@ -12,13 +12,6 @@ export interface ShermanMorrisonOptions {
    * so hot paths that check elsewhere turn it off. Default true.
    */
   readonly checkFinite?: boolean;
-}
-
-/** Throws a `TypeError` unless `t` is a float32 tensor (the kernels below compute in float32). */
-export function checkFloat32(where: string, name: string, t: tf.Tensor): void {
-  if (t.dtype !== 'float32') {
-    throw new TypeError(`${where}: ${name} must be a float32 tensor, got dtype ${t.dtype}`);
-  }
 }
 
 /** The smallest normal float32, 2⁻¹²⁶: the smallest β whose 1/β float32 can hold. */
