@@ -9,3 +9,13 @@ export {
   updateInverseFactorRankR,
 } from './inverse-update';
 export type { InverseUpdateForm, InverseUpdateOptions } from './inverse-update';
+export {
+  applyInverseFactor,
+  blendLowRankTowardIdentity,
+  isLowRank,
+  lowRankIdentity,
+  lowRankNormBound,
+  lowRankToDense,
+  updateLowRankInverse,
+} from './low-rank';
+export type { InverseFactor, LowRankInverse, LowRankUpdate, LowRankUpdateOptions } from './low-rank';

@@ -16,7 +16,7 @@
 import { stabilize, type StabilizeOptions } from '@mkor/norm-stabilizer';
 import {
   type Matrix64,
-  cholesky,
+  isPositiveDefinite,
   dot,
   fromSpectrum,
   fromTensor,
@@ -37,10 +37,6 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
 import { type InverseUpdateForm, updateInverseFactor } from './index';
-
-function isPositiveDefinite(a: Matrix64): boolean {
-  return a.data.every(Number.isFinite) && cholesky(a) !== null;
-}
 
 /** Runs one update on float32 copies of the inputs; returns inputs and result as float64. */
 function updateOnce(

@@ -31,17 +31,28 @@ export const MIN_BETA = 2 ** -126;
  */
 export function rankOneParts(inverse: tf.Tensor2D, v: tf.Tensor1D): { outer: tf.Tensor2D; quadratic: tf.Scalar; inverseScaleSquared: tf.Scalar } {
   const d = inverse.shape[0];
+  const { scaled, inverseScaleSquared } = scaleByPowerOfTwo(v);
+  const column = tf.reshape(scaled, [d, 1]);
+  const u = tf.matMul(inverse, column);
+  const quadratic = tf.sum(tf.mul(column, u)) as tf.Scalar;
+  const outer = tf.mul(u, tf.reshape(u, [1, d])) as tf.Tensor2D;
+  return { outer, quadratic, inverseScaleSquared };
+}
+
+/**
+ * `w = v/σ` with `σ` the power of two at or just below `max|vᵢ|` (1 for a zero vector; clamped to
+ * float32's normal range), and `1/σ²` (0 when it underflows, ∞ when it overflows). A power of two
+ * makes the scaling exact. Nothing is read back. Used by every form of the update, dense and
+ * low-rank (`lowRankUpdate`).
+ */
+export function scaleByPowerOfTwo(v: tf.Tensor1D): { scaled: tf.Tensor1D; inverseScaleSquared: tf.Scalar } {
   const largest = tf.max(tf.abs(v));
   // Clamped to float32's normal range so that 2^exponent neither underflows to 0 (a subnormal
   // max|vᵢ|) nor overflows; any power of two keeps the scaling exact.
   const exponent = tf.clipByValue(tf.floor(tf.div(tf.log(largest), tf.scalar(Math.LN2))), -126, 127);
   const scale = tf.where(tf.greater(largest, 0), tf.pow(tf.scalar(2), exponent), tf.onesLike(largest));
-  const column = tf.reshape(tf.div(v, scale), [d, 1]);
-  const u = tf.matMul(inverse, column);
-  const quadratic = tf.sum(tf.mul(column, u)) as tf.Scalar;
-  const outer = tf.mul(u, tf.reshape(u, [1, d])) as tf.Tensor2D;
   const reciprocal = tf.div(1, scale);
-  return { outer, quadratic, inverseScaleSquared: tf.mul(reciprocal, reciprocal) as tf.Scalar };
+  return { scaled: tf.div(v, scale) as tf.Tensor1D, inverseScaleSquared: tf.mul(reciprocal, reciprocal) as tf.Scalar };
 }
 
 /**

@@ -3,7 +3,7 @@
  * (Lemma 3.1): eigenvalues of a symmetric matrix by the cyclic Jacobi method, and what follows
  * from them.
  */
-import { type Matrix64, dot, get, matVec, symmetrize } from './float64';
+import { type Matrix64, cholesky, dot, get, matVec, symmetrize } from './float64';
 import { type InverseUpdateForm, shermanMorrisonStep64, updateInverseFactor64 } from './sherman-morrison64';
 
 /** The float32 unit roundoff u = 2⁻²⁴ ≈ 6e-8. */
@@ -54,6 +54,11 @@ export function symmetricEigenvalues(a: Matrix64): Float64Array {
   }
   const eigenvalues = Float64Array.from({ length: d }, (_, i) => at(i, i));
   return eigenvalues.sort();
+}
+
+/** Whether a symmetric matrix is finite and positive definite (its float64 Cholesky factorisation exists). */
+export function isPositiveDefinite(a: Matrix64): boolean {
+  return a.data.every(Number.isFinite) && cholesky(a) !== null;
 }
 
 /** `λmax/λmin` of a symmetric matrix (Infinity when λmin ≤ 0). */
