@@ -3,20 +3,31 @@ import { roundToHalf } from '@mkor/fp16';
 import { REFERENCE_STABILIZER, factorNorm, stabilizeDeferred } from '@mkor/norm-stabilizer';
 import type { Absorbed, BlockLayer, BlockStatistics, BlockStep, CurvatureBlock } from '@mkor/second-order';
 import { kroneckerPrecondition } from '@mkor/second-order';
-import { type InverseUpdateForm, updateInverseFactor } from '@mkor/sherman-morrison';
+import {
+  type InverseFactor,
+  type InverseUpdateForm,
+  type LowRankInverse,
+  blendLowRankTowardIdentity,
+  isLowRank,
+  lowRankIdentity,
+  lowRankNormBound,
+  updateInverseFactor,
+  updateLowRankInverse,
+} from '@mkor/sherman-morrison';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { type MkorBlockOptions, type ResolvedMkorBlockOptions, resolveMkorBlockOptions } from './options';
 
 /**
- * One layer's MKOR state: the inverse factors, and for the reference refresh the authors' reset
+ * One layer's MKOR state: the inverse factors (each dense, or in low-rank form, see
+ * `LowRankInverse` of `@mkor/sherman-morrison`), and for the reference refresh the authors' reset
  * flags (1: the factor becomes I at the next refresh instead of being updated), kept on the device.
  */
 export interface MkorLayerState {
-  /** `R⁻¹`, the inverse input factor, `[d_in(+1), d_in(+1)]`. */
-  readonly inputInverse: tf.Tensor2D;
-  /** `L⁻¹`, the inverse output-gradient factor, `[d_out, d_out]`. */
-  readonly outputInverse: tf.Tensor2D;
+  /** `R⁻¹`, the inverse input factor, of size `d_in(+1)`. */
+  readonly inputInverse: InverseFactor;
+  /** `L⁻¹`, the inverse output-gradient factor, of size `d_out`. */
+  readonly outputInverse: InverseFactor;
   /** Reference refresh: 1 when `R⁻¹` is reset to I at the next refresh (1 before the first), a float32 scalar. */
   readonly resetInput?: tf.Scalar;
   /** Reference refresh: 1 when `L⁻¹` is reset to I at the next refresh (1 before the first), a float32 scalar. */
@@ -31,39 +42,91 @@ interface FactorUpdate {
 }
 
 function updateFactor(inverse: tf.Tensor2D, v: tf.Tensor1D, update: FactorUpdate): tf.Tensor2D {
-  const updated = updateInverseFactor(inverse, v, { form: update.form, gamma: update.gamma, checkFinite: false });
-  return update.factorPrecision === 'float16' ? (roundToHalf(updated, 'float16') as tf.Tensor2D) : updated;
+  return store(updateInverseFactor(inverse, v, { form: update.form, gamma: update.gamma, checkFinite: false }), update.factorPrecision);
+}
+
+/** `x` rounded to half precision when the factors are stored so. */
+function store<T extends tf.Tensor>(x: T, precision: 'float32' | 'float16'): T {
+  return precision === 'float16' ? (roundToHalf(x, 'float16') as T) : x;
+}
+
+/** `condition ? a : b` for low-rank factors, part by part, on the device. */
+function selectLowRank(condition: tf.Scalar, a: LowRankInverse, b: LowRankInverse): LowRankInverse {
+  return {
+    scale: selectByScalar(condition, a.scale, b.scale),
+    basis: selectByScalar(condition, a.basis, b.basis),
+    weights: selectByScalar(condition, a.weights, b.weights),
+  };
+}
+
+/** One factor's refresh in {@link stabilizedRefresh}: the new factor, and the device-side flags of what happened. */
+interface FactorRefresh {
+  readonly inverse: InverseFactor;
+  readonly fired: tf.Scalar | undefined;
+  readonly finite: tf.Scalar;
+  readonly dropped: tf.Scalar | undefined;
+}
+
+function refreshDense(inverse: tf.Tensor2D, v: tf.Tensor1D, update: StabilizedUpdate): FactorRefresh {
+  let start = inverse;
+  let fired: tf.Scalar | undefined;
+  if (update.stabilizer !== false) ({ inverse: start, fired } = stabilizeDeferred(inverse, { ...update.stabilizer, mode: 'blend' }));
+  const updated = updateFactor(start, v, update);
+  const finite = finiteFlag([updated]);
+  return { inverse: selectByScalar(finite, updated, tf.eye(updated.shape[0]) as tf.Tensor2D), fired, finite, dropped: undefined };
+}
+
+function refreshLowRank(inverse: LowRankInverse, v: tf.Tensor1D, update: StabilizedUpdate): FactorRefresh {
+  let start = inverse;
+  let fired: tf.Scalar | undefined;
+  if (update.stabilizer !== false) {
+    // The inf-norm bound of the low-rank form, whatever norm is chosen: it is at least the dense
+    // factor's inf norm and its largest entry, so the stabiliser fires no later than on dense factors.
+    fired = tf.greater(lowRankNormBound(inverse), tf.scalar(update.stabilizer.epsilon)) as tf.Scalar;
+    start = selectLowRank(fired, blendLowRankTowardIdentity(inverse, update.stabilizer.zeta), inverse);
+  }
+  const { inverse: updated, dropped } = updateLowRankInverse(start, v, { form: update.form, gamma: update.gamma });
+  const stored: LowRankInverse = {
+    scale: store(updated.scale, update.factorPrecision),
+    basis: store(updated.basis, update.factorPrecision),
+    weights: store(updated.weights, update.factorPrecision),
+  };
+  const finite = finiteFlag([stored.scale, stored.basis, stored.weights]);
+  const identity = lowRankIdentity(stored.basis.shape[0] as number, stored.basis.shape[1] as number);
+  return { inverse: selectLowRank(finite, stored, identity), fired, finite, dropped };
+}
+
+/** What {@link stabilizedRefresh} needs besides the state: the update and the stabiliser. */
+interface StabilizedUpdate extends FactorUpdate {
+  readonly stabilizer: ResolvedMkorBlockOptions['stabilizer'];
 }
 
 /**
  * The paper's refresh of one layer (Algorithm 1, lines 4–8): each inverse factor through the
  * norm-based stabiliser (eq. 7/8, `blend` mode; skipped with `stabilizer: false`), then the
  * Sherman–Morrison update (eq. 5/6) with its vector — `a` (bias folded in) for `R⁻¹`, `g` (scaled)
- * for `L⁻¹`. A factor that comes out non-finite is reset to I. Nothing is read back: the decisions
- * stay on the device (`selectByScalar`), and the events `stabilized` (either factor's stabiliser
- * fired) and `reset` (either factor was reset) are bool scalars.
+ * for `L⁻¹`. A factor that comes out non-finite is reset to I. Dense and low-rank factors alike
+ * (a low-rank factor's stabiliser tests its inf-norm bound, `lowRankNormBound`). Nothing is read
+ * back: the decisions stay on the device (`selectByScalar`), and the events `stabilized` (either
+ * factor's stabiliser fired), `reset` (either factor was reset) and `truncated` (a low-rank factor's
+ * window was full and its least term was dropped) are bool scalars.
  */
-export function stabilizedRefresh(
-  state: MkorLayerState,
-  statistics: BlockStatistics,
-  update: FactorUpdate & { readonly stabilizer: ResolvedMkorBlockOptions['stabilizer'] },
-): Absorbed<MkorLayerState> {
-  const refresh = (inverse: tf.Tensor2D, v: tf.Tensor1D): { inverse: tf.Tensor2D; fired: tf.Scalar | undefined; finite: tf.Scalar } => {
-    let start = inverse;
-    let fired: tf.Scalar | undefined;
-    if (update.stabilizer !== false) ({ inverse: start, fired } = stabilizeDeferred(inverse, { ...update.stabilizer, mode: 'blend' }));
-    const updated = updateFactor(start, v, update);
-    const finite = finiteFlag([updated]);
-    return { inverse: selectByScalar(finite, updated, tf.eye(updated.shape[0]) as tf.Tensor2D), fired, finite };
-  };
+export function stabilizedRefresh(state: MkorLayerState, statistics: BlockStatistics, update: StabilizedUpdate): Absorbed<MkorLayerState> {
+  const refresh = (inverse: InverseFactor, v: tf.Tensor1D): FactorRefresh =>
+    isLowRank(inverse) ? refreshLowRank(inverse, v, update) : refreshDense(inverse, v, update);
   const input = refresh(state.inputInverse, statistics.a);
   const output = refresh(state.outputInverse, statistics.g);
+  const either = (a: tf.Scalar | undefined, b: tf.Scalar | undefined): tf.Scalar | boolean =>
+    a === undefined ? (b ?? false) : b === undefined ? a : (tf.logicalOr(a, b) as tf.Scalar);
+  const truncated = (dropped: tf.Scalar | undefined): tf.Scalar | undefined =>
+    dropped === undefined ? undefined : (tf.greater(dropped, 0) as tf.Scalar);
   return {
     state: { inputInverse: input.inverse, outputInverse: output.inverse },
     consumed: true,
     events: {
-      stabilized: input.fired === undefined || output.fired === undefined ? false : (tf.logicalOr(input.fired, output.fired) as tf.Scalar),
+      stabilized: either(input.fired, output.fired),
       reset: tf.logicalNot(tf.logicalAnd(input.finite, output.finite)) as tf.Scalar,
+      truncated: either(truncated(input.dropped), truncated(output.dropped)),
     },
   };
 }
@@ -78,13 +141,15 @@ export function stabilizedRefresh(
  * factors were reset to I on this refresh.
  */
 export function referenceRefresh(state: MkorLayerState, statistics: BlockStatistics, update: FactorUpdate): Absorbed<MkorLayerState> {
+  const inputInverse = denseFactor('referenceRefresh', state.inputInverse);
+  const outputInverse = denseFactor('referenceRefresh', state.outputInverse);
   const exceeds = (inverse: tf.Tensor2D): tf.Scalar =>
     tf.logicalNot(tf.lessEqual(factorNorm(inverse, REFERENCE_STABILIZER.norm), tf.scalar(REFERENCE_STABILIZER.epsilon))) as tf.Scalar;
   const resetInput = tf.greater(state.resetInput as tf.Scalar, 0) as tf.Scalar;
-  const input = selectByScalar(resetInput, tf.eye(state.inputInverse.shape[0]) as tf.Tensor2D, updateFactor(state.inputInverse, statistics.a, update));
+  const input = selectByScalar(resetInput, tf.eye(inputInverse.shape[0]) as tf.Tensor2D, updateFactor(inputInverse, statistics.a, update));
   const inputExceeds = exceeds(input);
   const resetOutput = tf.logicalOr(tf.greater(state.resetOutput as tf.Scalar, 0), inputExceeds) as tf.Scalar;
-  const output = selectByScalar(resetOutput, tf.eye(state.outputInverse.shape[0]) as tf.Tensor2D, updateFactor(state.outputInverse, statistics.g, update));
+  const output = selectByScalar(resetOutput, tf.eye(outputInverse.shape[0]) as tf.Tensor2D, updateFactor(outputInverse, statistics.g, update));
   const outputExceeds = exceeds(output);
   return {
     state: {
@@ -96,6 +161,22 @@ export function referenceRefresh(state: MkorLayerState, statistics: BlockStatist
     consumed: true,
     events: { inputReset: resetInput, outputReset: resetOutput },
   };
+}
+
+/** A dense factor, or a `TypeError` naming `where` for a low-rank one. */
+function denseFactor(where: string, factor: InverseFactor): tf.Tensor2D {
+  if (isLowRank(factor)) throw new TypeError(`${where}: needs dense factors (its reset rule reads the largest entry), got a low-rank one`);
+  return factor;
+}
+
+/**
+ * The representation of a factor of size `d` (see `MkorBlockOptions.factors`): low-rank for
+ * `'low-rank'`, and for `'auto'` when `d > 4·rank` — preconditioning costs about `d²·n` dense
+ * against `2·rank·d·n` low-rank (plus a few passes over `[d, rank]`), and a refresh `~9·d²`
+ * against `~6·d·rank`, so low-rank pays from a few times the window on.
+ */
+export function lowRankFactorFor(factors: 'dense' | 'low-rank' | 'auto', d: number, rank: number): boolean {
+  return factors === 'low-rank' || (factors === 'auto' && d > 4 * rank);
 }
 
 /** Whether MKOR refreshes its factors on `step`: every `factorUpdateInterval` steps, and every step while `step < warmupSteps`. */
@@ -110,7 +191,8 @@ function refreshesOn(where: string, options: ResolvedMkorBlockOptions, step: num
  * `factorUpdateInterval` steps from the rank-1 statistics in O(d²) — the paper's refresh
  * ({@link stabilizedRefresh}, forms `'exact'` or `'paper'`) or the authors' (the reference preset,
  * {@link referenceRefresh}) — and the preconditioned gradient `ΔW = L⁻¹ ∇W R⁻¹` (kernel layout
- * `R⁻¹ [∇K; ∇b] L⁻¹`). The step-6 rescale and the backend are the layer loop's and the
+ * `R⁻¹ [∇K; ∇b] L⁻¹`). Each factor is dense or low-rank (`factors`, `rank`;
+ * {@link lowRankFactorFor}). The step-6 rescale and the backend are the layer loop's and the
  * composition's (`@mkor/second-order`). γ and the interval may be schedules of the step.
  *
  * @throws RangeError naming `where` for a bad or unknown option.
@@ -118,13 +200,15 @@ function refreshesOn(where: string, options: ResolvedMkorBlockOptions, step: num
 export function mkorBlock(options: MkorBlockOptions = {}, where = 'mkorBlock'): CurvatureBlock<MkorLayerState> {
   const resolved = resolveMkorBlockOptions(options, where);
   const reference = resolved.refresh === 'reference';
+  const identityFactor = (d: number): InverseFactor =>
+    lowRankFactorFor(resolved.factors, d, resolved.rank) ? lowRankIdentity(d, resolved.rank) : (tf.eye(d) as tf.Tensor2D);
   return {
     kind: 'mkor',
     needsCovariance: false,
-    events: reference ? ['inputReset', 'outputReset'] : ['stabilized', 'reset'],
+    events: reference ? ['inputReset', 'outputReset'] : ['stabilized', 'reset', 'truncated'],
     init: (layer: BlockLayer) => ({
-      inputInverse: tf.eye(layer.foldedInputDim),
-      outputInverse: tf.eye(layer.outputDim),
+      inputInverse: identityFactor(layer.foldedInputDim),
+      outputInverse: identityFactor(layer.outputDim),
       ...(reference ? { resetInput: tf.scalar(1), resetOutput: tf.scalar(1) } : {}),
     }),
     absorb: (state, statistics, { step }: BlockStep) => {

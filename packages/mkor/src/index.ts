@@ -5,7 +5,7 @@
  * first-order backend and MKOR-H's switch; as a block, a preconditioner, one transform and a
  * `tf.Optimizer`.
  */
-export { mkorBlock, referenceRefresh, stabilizedRefresh } from './block';
+export { lowRankFactorFor, mkorBlock, referenceRefresh, stabilizedRefresh } from './block';
 export type { MkorLayerState } from './block';
 export { mkor, mkorPreconditioner } from './mkor';
 export type { MkorTransform, MkorTransformOptions } from './mkor';

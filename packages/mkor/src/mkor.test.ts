@@ -12,15 +12,26 @@ import {
   seeded,
   updateInverseFactor64,
 } from '@mkor/testing';
+import { type InverseFactor, isLowRank, lowRankToDense } from '@mkor/sherman-morrison';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 
 import type { LayerStatistics, SecondOrderLayer } from '@mkor/capture';
-import { applyTransform } from '@mkor/core';
+import { applyTransform, tensorsIn } from '@mkor/core';
 import type { BlockPreconditionerState } from '@mkor/second-order';
 
 import type { MkorLayerState } from './block';
 import { mkorPreconditioner } from './mkor';
+
+
+/** An inverse factor in either representation as a float64 matrix. */
+function factorMatrix(factor: InverseFactor): Matrix64 {
+  if (!isLowRank(factor)) return fromTensor(factor);
+  const dense = lowRankToDense(factor);
+  const result = fromTensor(dense);
+  dense.dispose();
+  return result;
+}
 
 const layer: SecondOrderLayer = { name: 'dense', kind: 'dense', kernelName: 'dense/kernel', biasName: 'dense/bias', inputDim: 5, outputDim: 3, kernelShape: [5, 3] };
 const conv: SecondOrderLayer = { name: 'conv', kind: 'conv2d', kernelName: 'conv/kernel', inputDim: 2 * 2 * 2, outputDim: 4, kernelShape: [2, 2, 2, 4] };
@@ -71,7 +82,7 @@ describe('mkorPreconditioner', () => {
       // Factors with condition up to ~1e2 after a few updates: float32 keeps ~5 digits.
       expect(relativeError(got, expected)).toBeLessThan(1e-4);
       expect(result.updates.other).toBe(grads.other);
-      expect(relativeError(fromTensor(factorsOf(state, 'dense').inputInverse), factors64.input)).toBeLessThan(1e-4);
+      expect(relativeError(factorMatrix(factorsOf(state, 'dense').inputInverse), factors64.input)).toBeLessThan(1e-4);
       expect(state.metrics?.refreshed).toEqual(step % 2 === 0 ? ['dense'] : []);
       expect(state.metrics?.scaleFactors.dense).toBeGreaterThan(0);
       tf.dispose([statistics.a, statistics.g, ...Object.values(grads), result.updates['dense/kernel']!, result.updates['dense/bias']!]);
@@ -95,7 +106,7 @@ describe('mkorPreconditioner', () => {
     }
     // The second step saw the same statistics (step 0): the factor update is skipped for them.
     expect(state.layers.conv!.statisticsStep).toBe(0);
-    const after = fromTensor(factorsOf(state, 'conv').inputInverse);
+    const after = factorMatrix(factorsOf(state, 'conv').inputInverse);
     const once = updateInverseFactor64(identity(8), new Array(8).fill(1), 'exact', 0.95);
     expect(relativeError(after, once)).toBeLessThan(1e-5);
     tf.dispose([statistics.a, statistics.g, grads['conv/kernel'], ...Object.values(factorsOf(state, 'conv'))]);
@@ -110,7 +121,7 @@ describe('mkorPreconditioner', () => {
       const grads = { 'conv/kernel': tf.ones([2, 2, 2, 4]) };
       const result = applyTransform(transform, grads, state, { extras: { statistics: { conv: statistics } } });
       const expected = updateInverseFactor64(identity(4), g.map((x) => x * expectedScale), 'exact', 0.95);
-      expect(relativeError(fromTensor(factorsOf(result.state, 'conv').outputInverse), expected)).toBeLessThan(1e-5);
+      expect(relativeError(factorMatrix(factorsOf(result.state, 'conv').outputInverse), expected)).toBeLessThan(1e-5);
       tf.dispose([statistics.a, statistics.g, grads['conv/kernel'], result.updates['conv/kernel']!, ...Object.values(factorsOf(result.state, 'conv'))]);
     }
   });
@@ -119,16 +130,16 @@ describe('mkorPreconditioner', () => {
     // (1/γ)·F⁻¹ with F⁻¹ = 1e38·I and γ = 0.1 overflows float32 (a huge v no longer does: v is scaled).
     const transform = mkorPreconditioner([conv], { factorUpdateInterval: 1, stabilizer: false, form: 'exact', gamma: 0.1 });
     const fresh = transform.init({});
-    const huge = tf.mul(tf.eye(8), 1e38) as tf.Tensor2D;
+    const huge = tf.tidy(() => tf.mul(tf.eye(8), 1e38) as tf.Tensor2D);
     let state: typeof fresh = { ...fresh, layers: { conv: { ...fresh.layers.conv!, block: { ...factorsOf(fresh, 'conv'), inputInverse: huge } } } };
-    factorsOf(fresh, 'conv').inputInverse.dispose();
+    tf.dispose(factorsOf(fresh, 'conv').inputInverse as tf.Tensor2D);
     const statistics: LayerStatistics = { a: tf.fill([8], 1e-3), g: tf.ones([4]), rows: 1, samples: 1, step: 0 };
     const grads = { 'conv/kernel': tf.ones([2, 2, 2, 4]) };
     const result = applyTransform(transform, grads, state, { extras: { statistics: { conv: statistics } } });
     state = result.state;
     expect(state.metrics?.events.reset).toEqual(['conv']);
     expect(state.totals.events.reset).toBe(1);
-    expect(relativeError(fromTensor(factorsOf(state, 'conv').inputInverse), identity(8))).toBe(0);
+    expect(relativeError(factorMatrix(factorsOf(state, 'conv').inputInverse), identity(8))).toBe(0);
     expect(Array.from(result.updates['conv/kernel']!.dataSync()).every(Number.isFinite)).toBe(true);
     tf.dispose([statistics.a, statistics.g, grads['conv/kernel'], result.updates['conv/kernel']!, ...Object.values(factorsOf(state, 'conv'))]);
   });
@@ -147,5 +158,64 @@ describe('mkorPreconditioner', () => {
     const grads = { 'dense/kernel': tf.ones([5, 3]), 'dense/bias': tf.ones([3]) };
     expect(() => applyTransform(transform, grads, state, { extras: { statistics: { dense: statistics } } })).toThrow(/a of length 4 .* expected 5 and 3/);
     tf.dispose([statistics.a, statistics.g, ...Object.values(grads), ...Object.values(factorsOf(state, 'dense'))]);
+  });
+});
+
+describe('mkorPreconditioner with low-rank factors', () => {
+  const wide: SecondOrderLayer = { name: 'wide', kind: 'dense', kernelName: 'wide/kernel', biasName: 'wide/bias', inputDim: 40, outputDim: 6, kernelShape: [40, 6] };
+
+  function run(options: Parameters<typeof mkorPreconditioner>[1], steps: number) {
+    const transform = mkorPreconditioner([wide], { factorUpdateInterval: 1, ...options });
+    let state = transform.init({});
+    const updates: number[][] = [];
+    for (let step = 0; step < steps; step++) {
+      const statistics: LayerStatistics = {
+        a: tf.tensor1d(seeded(40, 10 * step)),
+        g: tf.tensor1d(Array.from(seeded(6, 10 * step + 1), (v) => v * 0.1)),
+        rows: 8,
+        samples: 8,
+        step,
+      };
+      const grads = { 'wide/kernel': tf.tensor2d(seeded(240, 10 * step + 2), [40, 6]), 'wide/bias': tf.tensor1d(seeded(6, 10 * step + 3)) };
+      const result = applyTransform(transform, grads, state, { extras: { statistics: { wide: statistics } } });
+      state = result.state;
+      updates.push([...result.updates['wide/kernel']!.dataSync(), ...result.updates['wide/bias']!.dataSync()]);
+      tf.dispose([statistics.a, statistics.g, ...Object.values(grads), ...Object.values(result.updates)]);
+    }
+    return { state, updates };
+  }
+
+  it('equals the dense factors while the window holds every refresh, then truncates and stays finite', () => {
+    const before = tf.memory().numTensors;
+    const dense = run({ factors: 'dense' }, 8);
+    const lowRank = run({ factors: 'low-rank', rank: 8 }, 8);
+    dense.updates.forEach((u, i) => {
+      const v = lowRank.updates[i]!;
+      const error = Math.hypot(...u.map((x, k) => x - v[k]!)) / Math.hypot(...u);
+      expect(error, `step ${i}`).toBeLessThan(1e-4);
+    });
+    expect(lowRank.state.totals.events.truncated).toBe(0);
+    expect(isLowRank(factorsOf(lowRank.state, 'wide').inputInverse)).toBe(true);
+    const small = run({ factors: 'low-rank', rank: 3 }, 8);
+    expect(small.state.totals.events.truncated).toBe(5);
+    expect(small.updates.every((u) => u.every(Number.isFinite))).toBe(true);
+    const input = factorMatrix(factorsOf(small.state, 'wide').inputInverse);
+    expect(input.data.every(Number.isFinite)).toBe(true);
+    for (const s of [dense.state, lowRank.state, small.state]) tf.dispose(tensorsIn(s));
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it("chooses per factor with 'auto' (low-rank above 4 × rank) and refuses low-rank with the reference preset", () => {
+    const before = tf.memory().numTensors;
+    const { state } = run({ factors: 'auto', rank: 8 }, 1);
+    // R⁻¹ is 41 × 41 (> 32): low-rank; L⁻¹ is 6 × 6: dense.
+    expect(isLowRank(factorsOf(state, 'wide').inputInverse)).toBe(true);
+    expect(isLowRank(factorsOf(state, 'wide').outputInverse)).toBe(false);
+    tf.dispose(tensorsIn(state));
+    expect(() => mkorPreconditioner([wide], { preset: 'reference', factors: 'low-rank' })).toThrow(
+      "mkorPreconditioner: the reference preset's reset rule reads the largest entry of each factor, which needs factors: 'dense', got 'low-rank'",
+    );
+    expect(() => mkorPreconditioner([wide], { rank: 0 })).toThrow('mkorPreconditioner: rank must be an integer in [1, ∞), got 0');
+    expect(tf.memory().numTensors).toBe(before);
   });
 });

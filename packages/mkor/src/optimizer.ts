@@ -29,6 +29,8 @@ const MKOR_METHOD: SecondOrderMethodFactory = (where, methodOptions) => {
       factorUpdateInterval: resolved.factorUpdateInterval as number,
       warmupSteps: resolved.warmupSteps,
       factorPrecision: resolved.factorPrecision,
+      factors: resolved.factors,
+      rank: resolved.rank,
     },
   };
 };

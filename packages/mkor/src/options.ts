@@ -43,6 +43,16 @@ export interface MkorBlockOptions {
   readonly warmupSteps?: number;
   /** Store the inverse factors rounded to IEEE half precision after each refresh. Default `'float32'`. */
   readonly factorPrecision?: 'float32' | 'float16';
+  /**
+   * How each inverse factor is held: `'dense'` (`d × d`), `'low-rank'` (`c·I + U·diag(m)·Uᵀ` with a
+   * window of `rank` terms: O(d·r) refreshes, O(r·d·n) preconditioning, O(d·r) memory; see
+   * `updateLowRankInverse` of `@mkor/sherman-morrison`), or `'auto'`: low-rank for a factor of size
+   * `d > 4·rank`, where it costs less, dense otherwise. Default `'dense'`. The reference preset
+   * needs `'dense'` (its reset rule reads the largest entry).
+   */
+  readonly factors?: 'dense' | 'low-rank' | 'auto';
+  /** The window of a low-rank factor: how many terms it holds. Default 32. */
+  readonly rank?: number;
 }
 
 /** {@link MkorBlockOptions} with every default filled in and checked. */
@@ -56,13 +66,25 @@ export interface ResolvedMkorBlockOptions {
   readonly factorUpdateInterval: Hyperparameter;
   readonly warmupSteps: number;
   readonly factorPrecision: 'float32' | 'float16';
+  readonly factors: 'dense' | 'low-rank' | 'auto';
+  readonly rank: number;
 }
 
 /** Options of MKOR as a method (`mkorPreconditioner`, `mkor`, `MkorOptimizer`): the block's and the layer loop's. */
 export interface MkorOptions extends MkorBlockOptions, SecondOrderOptions {}
 
 /** The keys of {@link MkorBlockOptions}. */
-const BLOCK_KEYS: readonly (keyof MkorBlockOptions)[] = ['preset', 'form', 'gamma', 'stabilizer', 'factorUpdateInterval', 'warmupSteps', 'factorPrecision'];
+const BLOCK_KEYS: readonly (keyof MkorBlockOptions)[] = [
+  'preset',
+  'form',
+  'gamma',
+  'stabilizer',
+  'factorUpdateInterval',
+  'warmupSteps',
+  'factorPrecision',
+  'factors',
+  'rank',
+];
 
 /** The defaults of the layer loop's options that MKOR sets: its scaling (step 6), per preset. */
 export function mkorLoopDefaults(preset: 'default' | 'reference'): Pick<SecondOrderOptions, 'scaling' | 'gradientScale'> {
@@ -88,6 +110,10 @@ export function resolveMkorBlockOptions(options: MkorBlockOptions = {}, where = 
     checkNumber(where, 'stabilizer.zeta', stabilizer.zeta, { min: 0, max: 1 });
     checkOneOf(where, 'stabilizer.norm', stabilizer.norm, ['inf', 'max', 'fro'] as const);
   }
+  const factors = checkOneOf(where, 'factors', options.factors ?? 'dense', ['dense', 'low-rank', 'auto'] as const);
+  if (reference && factors !== 'dense') {
+    throw new RangeError(`${where}: the reference preset's reset rule reads the largest entry of each factor, which needs factors: 'dense', got '${factors}'`);
+  }
   return {
     preset,
     refresh: reference ? 'reference' : 'stabilized',
@@ -97,6 +123,8 @@ export function resolveMkorBlockOptions(options: MkorBlockOptions = {}, where = 
     factorUpdateInterval: checkHyperparameter(where, 'factorUpdateInterval', options.factorUpdateInterval ?? 10, { min: 1, integer: true }),
     warmupSteps: checkNumber(where, 'warmupSteps', options.warmupSteps ?? 0, { min: 0, integer: true }),
     factorPrecision: checkOneOf(where, 'factorPrecision', options.factorPrecision ?? 'float32', ['float32', 'float16'] as const),
+    factors,
+    rank: checkNumber(where, 'rank', options.rank ?? 32, { min: 1, integer: true }),
   };
 }
 

@@ -1,3 +1,4 @@
+import { type InverseFactor, applyInverseFactor } from '@mkor/sherman-morrison';
 import * as tf from '@tensorflow/tfjs-core';
 
 import type { BlockLayer } from './layers';
@@ -124,9 +125,10 @@ export function asBlockChoice(where: string, blocks: CurvatureBlock | BlockChoic
 
 /**
  * Kronecker-factored preconditioning with inverse factors, the step MKOR and KFAC share:
- * `ΔW = L⁻¹ ∇W R⁻¹` (paper eq. 1/2), in tfjs's kernel layout `R⁻¹ [∇K; ∇b] L⁻¹`, with
- * `R⁻¹` `[foldedInputDim, foldedInputDim]` and `L⁻¹` `[outputDim, outputDim]`. O(d_in²·d_out + d_in·d_out²).
+ * `ΔW = L⁻¹ ∇W R⁻¹` (paper eq. 1/2), in tfjs's kernel layout `R⁻¹ [∇K; ∇b] L⁻¹`, with `R⁻¹` of
+ * size `foldedInputDim` and `L⁻¹` of size `outputDim`, each dense (O(d²·n)) or in low-rank form
+ * (O(r·d·n); see `InverseFactor` of `@mkor/sherman-morrison`).
  */
-export function kroneckerPrecondition(inputInverse: tf.Tensor2D, gradient: tf.Tensor2D, outputInverse: tf.Tensor2D): tf.Tensor2D {
-  return tf.matMul(tf.matMul(inputInverse, gradient), outputInverse);
+export function kroneckerPrecondition(inputInverse: InverseFactor, gradient: tf.Tensor2D, outputInverse: InverseFactor): tf.Tensor2D {
+  return tf.tidy(() => applyInverseFactor(outputInverse, applyInverseFactor(inputInverse, gradient, 'left'), 'right'));
 }
