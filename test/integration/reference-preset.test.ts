@@ -5,20 +5,17 @@
  */
 import { sgd } from '@mkor/first-order';
 import { MkorOptimizer } from '@mkor/mkor';
-import { type Matrix64, matrix, transpose } from '@mkor/testing';
+import { type Matrix64, matrix, seededStream, transpose } from '@mkor/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
 
 import { type Layer64, authorsMkorStep64, initAuthorsMkor64 } from './authors-mkor64';
 
-/** A deterministic pseudo-random stream (LCG), so the test data are fixed. */
+/** Deterministic values in [-0.5, 0.5), so the test data are fixed. */
 function stream(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32 - 0.5;
-  };
+  const next = seededStream(seed);
+  return () => next() / 2;
 }
 
 function randomMatrix(rows: number, cols: number, next: () => number, scale: number): Matrix64 {

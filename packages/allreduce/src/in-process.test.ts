@@ -1,4 +1,4 @@
-import { allReduce64, allReduceErrorBound64 } from '@mkor/testing';
+import { allReduce64, allReduceErrorBound64, seededStream } from '@mkor/testing';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
@@ -22,11 +22,7 @@ const contributionsArbitrary = fc
     seed: fc.integer(),
   })
   .map(({ worldSize, length, scale, seed }) => {
-    let state = seed >>> 0;
-    const next = (): number => {
-      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-      return (state / 2 ** 32) * 2 - 1;
-    };
+    const next = seededStream(seed);
     return Array.from({ length: worldSize }, () => Float32Array.from({ length }, () => next() * scale));
   });
 

@@ -8,7 +8,7 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-import { allReduce64, allReduceErrorBound64 } from '@mkor/testing';
+import { allReduce64, allReduceErrorBound64, seededStream } from '@mkor/testing';
 import { describe, expect, it } from 'vitest';
 
 import { runScenario } from '../test/fixtures/scenarios';
@@ -38,11 +38,7 @@ async function runGroup(
 }
 
 function randomCase(worldSize: number, length: number, op: ReduceOp, precision: WirePrecision, seed: number): ReduceCase {
-  let state = seed;
-  const next = (): number => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return (state / 2 ** 32) * 2 - 1;
-  };
+  const next = seededStream(seed);
   const scale = [1e-3, 1, 300][seed % 3] as number;
   const contributions = Array.from({ length: worldSize }, () =>
     Array.from(Float32Array.from({ length }, () => next() * scale)),

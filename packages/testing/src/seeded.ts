@@ -5,13 +5,21 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { expect } from 'vitest';
 
-/** `count` deterministic values in [-1, 1) from `seed` (a linear congruential generator), so failures reproduce. */
-export function seeded(count: number, seed: number): Float32Array {
+/**
+ * An endless stream of deterministic values in [-1, 1) from `seed` (a linear congruential
+ * generator), for tests that draw their data one value at a time.
+ */
+export function seededStream(seed: number): () => number {
   let state = seed >>> 0;
-  return Float32Array.from({ length: count }, () => {
+  return () => {
     state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
     return state / 2 ** 31 - 1;
-  });
+  };
+}
+
+/** `count` deterministic values in [-1, 1) from `seed` ({@link seededStream}'s first `count`), so failures reproduce. */
+export function seeded(count: number, seed: number): Float32Array {
+  return Float32Array.from({ length: count }, seededStream(seed));
 }
 
 /** A float32 tensor of `shape` filled with {@link seeded} values. */
