@@ -97,8 +97,8 @@ function recordingOptimizer(rank: number) {
     },
     capture: {
       secondOrder: [
-        { name: `dense-${rank}`, kind: 'dense', kernelName: 'k', inputDim: 3, outputDim: 2, kernelShape: [3, 2] },
-        { name: `wide-${rank}`, kind: 'dense', kernelName: 'k2', inputDim: 2, outputDim: 4, kernelShape: [2, 4] },
+        { name: `dense-${rank}`, kind: 'dense', gradientCount: 'rows', kernelName: 'k', inputDim: 3, outputDim: 2, kernelShape: [3, 2] },
+        { name: `wide-${rank}`, kind: 'dense', gradientCount: 'rows', kernelName: 'k2', inputDim: 2, outputDim: 4, kernelShape: [2, 4] },
       ],
       statistics: (name) => statistics.get(name),
     },
