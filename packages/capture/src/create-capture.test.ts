@@ -62,6 +62,7 @@ describe('createCapture().dense', () => {
       {
         name: 'hidden',
         kind: 'dense',
+        gradientCount: 'rows',
         kernelName: kernel.name,
         ...(bias === undefined ? {} : { biasName: bias.name }),
         inputDim,

@@ -1,10 +1,10 @@
 import { checkOneOf, checkRank, checkSpatialPair } from '@mkor/core';
-import { conv2dInputVector, conv2dOutputGradVector, rank1Vector } from '@mkor/rank1';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { conv2dPatchSecondMoment, rowSecondMoment } from './covariance';
+import { CONV2D_LAYER_KIND, DENSE_LAYER_KIND } from './default-layer-kinds';
+import { secondOrderLayer } from './layer-kind';
 import { RegistryState, resolveMaxDim, widthReason } from './registry';
-import { captureThrough, type StatisticsVectors } from './statistics-store';
+import { type StatisticsVectors, captureThrough, vectorsToRecord } from './statistics-store';
 import type { CaptureRegistry, SecondOrderLayer } from './types';
 
 /** Geometry of {@link ModelCapture.conv2d}; sizes are a number or `[height, width]`. */
@@ -83,6 +83,9 @@ function checkBias(where: string, bias: unknown, outputDim: number): tf.Variable
  * several times in one step, the pair of the last call wins (each backward pass commits only
  * the input statistic of the latest forward pass of its layer).
  *
+ * The statistics functions and `gradientCount` of each layer are those of {@link DENSE_LAYER_KIND}
+ * and {@link CONV2D_LAYER_KIND}, as for `prepareModel`.
+ *
  * `release()` disposes every held tensor; the capture cannot be used afterwards.
  */
 export function createCapture(options: CreateCaptureOptions = {}): ModelCapture {
@@ -94,6 +97,7 @@ export function createCapture(options: CreateCaptureOptions = {}): ModelCapture 
   if (typeof covariance !== 'boolean') {
     throw new TypeError(`createCapture: covariance must be a boolean, got ${typeof covariance}`);
   }
+  const denseVectors = vectorsToRecord(DENSE_LAYER_KIND.statistics(undefined, {}), covariance);
   const state = new RegistryState('createCapture');
   const registry = state.registry(() => undefined);
 
@@ -146,26 +150,20 @@ export function createCapture(options: CreateCaptureOptions = {}): ModelCapture 
       throw new RangeError(`${where}: x must be a live tensor of rank ≥ 2 whose last axis is ${inputDim} (the kernel's rows), got ${got}`);
     }
     const biasVariable = checkBias(where, bias, outputDim);
-    const layer: SecondOrderLayer = {
-      name,
-      kind: 'dense',
+    const layer = secondOrderLayer(name, DENSE_LAYER_KIND, {
       kernelName: kernel.name,
-      ...(biasVariable === undefined ? {} : { biasName: biasVariable.name }),
+      biasName: biasVariable?.name,
       inputDim,
       outputDim,
       kernelShape: [inputDim, outputDim],
-    };
+    });
     const captured = register(where, layer);
     return run(name, captured, x, () => {
       const rows = x.rank === 2 ? x : tf.reshape(x, [-1, inputDim]);
       const product = tf.matMul(rows, kernel);
       const withBias = biasVariable === undefined ? product : tf.add(product, biasVariable);
       return x.rank === 2 ? withBias : tf.reshape(withBias, [...x.shape.slice(0, -1), outputDim]);
-    }, {
-      input: (input) => rank1Vector(input),
-      outputGradient: (dy) => rank1Vector(dy),
-      ...(covariance ? { inputCovariance: rowSecondMoment, outputGradientCovariance: rowSecondMoment } : {}),
-    });
+    }, denseVectors);
   };
 
   const conv2d = (name: string, x: tf.Tensor4D, kernel: tf.Variable, bias?: tf.Variable, convOptions: CaptureConv2dOptions = {}): tf.Tensor4D => {
@@ -183,27 +181,16 @@ export function createCapture(options: CreateCaptureOptions = {}): ModelCapture 
     const strides = checkSpatialPair(where, 'strides', convOptions.strides ?? 1);
     const dilationRate = checkSpatialPair(where, 'dilationRate', convOptions.dilationRate ?? 1);
     const padding = checkOneOf(where, 'padding', convOptions.padding ?? 'valid', ['valid', 'same'] as const);
-    const layer: SecondOrderLayer = {
-      name,
-      kind: 'conv2d',
+    const layer = secondOrderLayer(name, CONV2D_LAYER_KIND, {
       kernelName: kernel.name,
-      ...(biasVariable === undefined ? {} : { biasName: biasVariable.name }),
+      biasName: biasVariable?.name,
       inputDim: kh * kw * inChannels,
       outputDim: outChannels,
       kernelShape: [kh, kw, inChannels, outChannels],
-    };
+    });
     const captured = register(where, layer);
-    const vectors: StatisticsVectors = {
-      input: (input) => conv2dInputVector(input as tf.Tensor4D, { kernelSize: [kh, kw], strides, padding, dilationRate }),
-      outputGradient: (dy) => conv2dOutputGradVector(dy as tf.Tensor4D),
-      ...(covariance
-        ? {
-            inputCovariance: (input: tf.Tensor) =>
-              conv2dPatchSecondMoment(input as tf.Tensor4D, { kernelSize: [kh, kw], strides, padding, dilationRate }),
-            outputGradientCovariance: rowSecondMoment,
-          }
-        : {}),
-    };
+    const geometry = { kernelSize: [kh, kw], strides, padding, dilationRate } as const;
+    const vectors = vectorsToRecord(CONV2D_LAYER_KIND.statistics(geometry, {}), covariance);
     return run(name, captured, x, () => {
       const product = tf.conv2d(x, kernel as tf.Variable<tf.Rank.R4>, strides, padding, 'NHWC', dilationRate);
       return biasVariable === undefined ? product : tf.add(product, biasVariable);

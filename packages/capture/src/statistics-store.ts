@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 
+import type { StatisticsFunctions } from './layer-kind';
 import type { LayerStatistics } from './types';
 
 /** The input statistic of a forward pass whose backward pass has not run yet. */
@@ -93,16 +94,22 @@ export class StatisticsStore {
   }
 }
 
-/** Computes the statistics vectors of one layer from its input and from `dL/dy`. */
-export interface StatisticsVectors {
-  /** The input vector `a` from the layer's input (length inputDim). */
-  readonly input: (x: tf.Tensor) => tf.Tensor1D;
-  /** The output-gradient vector `g` from `dy = ∂Loss/∂y` (length outputDim). */
-  readonly outputGradient: (dy: tf.Tensor) => tf.Tensor1D;
-  /** `(1/n) XᵀX` from the layer's input, when covariances are captured. */
-  readonly inputCovariance?: (x: tf.Tensor) => tf.Tensor2D;
-  /** `(1/n) Σ dyᵢ dyᵢᵀ` from `dy`, when covariances are captured. */
-  readonly outputGradientCovariance?: (dy: tf.Tensor) => tf.Tensor2D;
+/**
+ * The statistics functions one layer records with: the rank-1 vectors always, the covariances
+ * only when the capture records them.
+ */
+export type StatisticsVectors = Pick<StatisticsFunctions, 'input' | 'outputGradient'> &
+  Partial<Pick<StatisticsFunctions, 'inputCovariance' | 'outputGradientCovariance'>>;
+
+/** The functions of a layer's kind that a capture records with: all four with `covariance`, else the rank-1 pair. */
+export function vectorsToRecord(functions: StatisticsFunctions, covariance: boolean): StatisticsVectors {
+  const rank1 = { input: (x: tf.Tensor) => functions.input(x), outputGradient: (dy: tf.Tensor) => functions.outputGradient(dy) };
+  if (!covariance) return rank1;
+  return {
+    ...rank1,
+    inputCovariance: (x) => functions.inputCovariance(x),
+    outputGradientCovariance: (dy) => functions.outputGradientCovariance(dy),
+  };
 }
 
 /**

@@ -1,7 +1,12 @@
 import type * as tf from '@tensorflow/tfjs-core';
 
-/** The kinds of layer whose statistics are captured. */
-export type LayerKind = 'dense' | 'conv2d';
+import type { GradientCount } from './layer-kind';
+
+/**
+ * The kind of a captured layer: the `kind` of its entry in the table of layer kinds
+ * (`'dense'` and `'conv2d'` by default, any other name a user's entry gives).
+ */
+export type LayerKind = 'dense' | 'conv2d' | (string & {});
 
 /**
  * One layer a second-order optimizer preconditions. Its kernel, seen as the matrix
@@ -11,7 +16,15 @@ export type LayerKind = 'dense' | 'conv2d';
 export interface SecondOrderLayer {
   /** The layer's name (`outer/inner` for a layer inside a nested model). */
   readonly name: string;
+  /** Its kind, which says how its statistics were computed (its rows: input rows or unfolded patches). */
   readonly kind: LayerKind;
+  /**
+   * What `n` undoes a mean-reduced loss's `1/batch` in `g` (the authors' `'sum'` scale, `n·g`):
+   * `'rows'`, the statistics' `rows` (dense layers), or `'samples'`, their `samples` (conv2d
+   * layers, whose loss averages over samples, not output positions). Given by the layer's kind,
+   * so a consumer scales by it without testing `kind`.
+   */
+  readonly gradientCount: GradientCount;
   /** The name of the kernel's `tf.Variable`, as it appears in `optimizer.applyGradients`. */
   readonly kernelName: string;
   /** The name of the bias's `tf.Variable`, when the layer has a bias. */

@@ -5,4 +5,4 @@
  * statistics (MKOR Algorithm 1, step 2: `a, g ← AllReduce_mean(a, g)`), in few bucketed messages.
  */
 export { DataParallelTrainer } from './trainer';
-export type { DataParallelOptimizer, DataParallelTrainerOptions } from './trainer';
+export type { DataParallelOptimizer, DataParallelTrainerOptions, StatisticsSource } from './trainer';

@@ -97,8 +97,8 @@ function recordingOptimizer(rank: number) {
     },
     capture: {
       secondOrder: [
-        { name: `dense-${rank}`, kind: 'dense', kernelName: 'k', inputDim: 3, outputDim: 2, kernelShape: [3, 2] },
-        { name: `wide-${rank}`, kind: 'dense', kernelName: 'k2', inputDim: 2, outputDim: 4, kernelShape: [2, 4] },
+        { name: `dense-${rank}`, kind: 'dense', gradientCount: 'rows', kernelName: 'k', inputDim: 3, outputDim: 2, kernelShape: [3, 2] },
+        { name: `wide-${rank}`, kind: 'dense', gradientCount: 'rows', kernelName: 'k2', inputDim: 2, outputDim: 4, kernelShape: [2, 4] },
       ],
       statistics: (name) => statistics.get(name),
     },
@@ -196,6 +196,48 @@ describe('DataParallelTrainer.step: what reaches the optimizer', () => {
       expect(tf.memory().numTensors).toBe(before);
     });
   }
+
+  it('takes its statistics source explicitly (default: optimizer.capture) and refuses one lacking secondOrder or statistics', async () => {
+    const before = tf.memory().numTensors;
+    const group = createSimulatedGroup(2).map(counting);
+    const ranks = group.map((transport, rank) => {
+      const weight = zerosVariable([3], `explicit-source-${rank}`);
+      const recorder = recordingOptimizer(rank);
+      // The optimizer has no capture of its own: the statistics come only from the option.
+      const { computeGradients, applyGradientsWithContext } = recorder.optimizer;
+      const source = recorder.optimizer.capture!;
+      const trainer = new DataParallelTrainer({ optimizer: { computeGradients, applyGradientsWithContext }, transport, statistics: source, variables: [weight] });
+      expect(trainer.statistics).toBe(source);
+      expect(new DataParallelTrainer({ optimizer: recorder.optimizer, transport }).statistics).toBe(source);
+      expect(new DataParallelTrainer({ optimizer: { computeGradients, applyGradientsWithContext }, transport }).statistics).toBeUndefined();
+      return { weight, recorder, trainer };
+    });
+    ranks.forEach(({ recorder }, rank) => recorder.commit(`dense-${rank}`, 1, 8, false));
+    await Promise.all(ranks.map(({ trainer, weight }, rank) => trainer.step(() => tf.sum(tf.mul(weight, tf.tensor1d(values(3, rank, 9)))))));
+    for (const [rank, { recorder }] of ranks.entries()) {
+      const [seen] = recorder.recorded as [Recorded];
+      expect(Object.keys(seen.statistics).sort()).toEqual([`dense-${rank}`, `wide-${rank}`]);
+      expectMean(seen.statistics[`dense-${rank}`]!.a, ranks.map((_, r) => values(3, r, 1)));
+      expectMean(seen.statistics[`dense-${rank}`]!.g, ranks.map((_, r) => values(2, r, 51, 1e-3)));
+    }
+    // Loss 1 + gradient 3, statistics a 3 + g 2.
+    for (const transport of group) expect(transport.lengths).toEqual([LAYOUT_CHECK_ELEMENTS + 4 + 5]);
+
+    const transport = group[0]!;
+    const { optimizer } = ranks[0]!.recorder;
+    const make = (options: object) => () => new DataParallelTrainer({ optimizer, transport, ...options } as never);
+    const lacking = /^DataParallelTrainer: statistics must be a statistics source with secondOrder and statistics\(layerName\)/;
+    expect(make({ statistics: {} })).toThrow(new RegExp(`${lacking.source}.*; it lacks secondOrder and statistics\\(layerName\\)$`));
+    expect(make({ statistics: { secondOrder: [] } })).toThrow(/it lacks statistics\(layerName\)$/);
+    expect(make({ statistics: null })).toThrow(/^DataParallelTrainer: statistics must be a statistics source \(a CaptureRegistry such as optimizer.capture\), got null$/);
+    const brokenCapture = { ...optimizer, capture: { statistics: () => undefined } };
+    expect(make({ optimizer: brokenCapture })).toThrow(/^DataParallelTrainer: optimizer\.capture \(the default statistics source\) must be .* it lacks secondOrder$/);
+    for (const { recorder, weight } of ranks) {
+      recorder.dispose();
+      weight.dispose();
+    }
+    expect(tf.memory().numTensors).toBe(before);
+  });
 
   it('cuts the message into buckets of at most bucketBytes; without a capture, float16 changes nothing', async () => {
     const group = createSimulatedGroup(2).map(counting);

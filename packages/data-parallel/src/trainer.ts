@@ -11,16 +11,23 @@ import * as tf from '@tensorflow/tfjs-core';
 const MIN_BUCKET_BYTES = 256;
 
 /**
+ * Where {@link DataParallelTrainer} reads the statistics it all-reduces: which layers are
+ * second-order, and each one's latest statistics. A `CaptureRegistry` of `@mkor/capture` is one
+ * (`prepareModel`, `createCapture`, or a second-order optimizer's `capture`).
+ */
+export type StatisticsSource = Pick<CaptureRegistry, 'secondOrder' | 'statistics'>;
+
+/**
  * What {@link DataParallelTrainer} needs of an optimizer: `@mkor/core`'s `TransformOptimizer`
  * (`computeGradients` from `tf.Optimizer`, and `applyGradientsWithContext`) and, for a
  * second-order optimizer such as `MkorOptimizer`, the `capture` registry whose statistics the
- * optimizer reads.
+ * optimizer reads (the trainer's default {@link DataParallelTrainerOptions.statistics}).
  */
 export interface DataParallelOptimizer {
   computeGradients(f: () => tf.Scalar, varList?: tf.Variable[]): { value: tf.Scalar; grads: tf.NamedTensorMap };
   applyGradientsWithContext(variableGradients: tf.NamedTensorMap, context: Omit<UpdateContext, 'params'>): void;
   /** Present on second-order optimizers: which layers are second-order, and their statistics. */
-  readonly capture?: Pick<CaptureRegistry, 'secondOrder' | 'statistics'>;
+  readonly capture?: StatisticsSource;
 }
 
 /** Options of {@link DataParallelTrainer}. Every rank must pass equivalent values. */
@@ -29,6 +36,15 @@ export interface DataParallelTrainerOptions {
   readonly optimizer: DataParallelOptimizer;
   /** This rank's member of the group (`@mkor/allreduce` or `@mkor/mpi`). */
   readonly transport: Transport;
+  /**
+   * Where the statistics to all-reduce come from (e.g. `optimizer.capture`, or a registry of
+   * `prepareModel` / `createCapture` that a custom optimizer reads through `statisticsOf`): each
+   * step, the fresh statistics of its second-order layers are averaged across ranks and handed
+   * to the optimizer as `context.extras.statistics`, keyed by layer name. Default:
+   * `optimizer.capture` when the optimizer has one; else none, and only the gradients and the
+   * loss are averaged.
+   */
+  readonly statistics?: StatisticsSource;
   /**
    * This replica's trainable variables, in the same order on every rank: they are matched across
    * ranks by position, not by name (tfjs names variables uniquely per process, so replicas in one
@@ -51,7 +67,7 @@ export interface DataParallelTrainerOptions {
 
 /** The statistics of one second-order layer as read on this rank for one step. */
 interface LocalLayerStatistics {
-  /** The layer's position in `capture.secondOrder`, its name on the wire. */
+  /** The layer's position in the statistics source's `secondOrder`, its name on the wire. */
   readonly index: number;
   readonly name: string;
   readonly statistics: LayerStatistics;
@@ -64,9 +80,10 @@ interface LocalLayerStatistics {
  * before the optimizer steps:
  *
  * - the gradients, `∇W = (1/N) Σ_r ∇W_r`, and the loss;
- * - for a second-order optimizer, each second-order layer's fresh statistics — MKOR's rank-1
- *   vectors (Algorithm 1, step 2: `a, g ← AllReduce_mean(a, g)`) and, when captured, KFAC's
- *   covariances `E[aaᵀ]`, `E[ggᵀ]` — while `rows` and `samples` stay this rank's.
+ * - with a statistics source ({@link DataParallelTrainerOptions.statistics}, by default a
+ *   second-order optimizer's `capture`), the fresh statistics of its second-order layers —
+ *   MKOR's rank-1 vectors (Algorithm 1, step 2: `a, g ← AllReduce_mean(a, g)`) and, when
+ *   captured, KFAC's covariances `E[aaᵀ]`, `E[ggᵀ]` — while `rows` and `samples` stay this rank's.
  *
  * Everything travels in few bucketed messages (one per `bucketBytes`, two when the statistics
  * use float16). With a mean-reduced loss and equal shards of B/N rows, N ranks then follow the
@@ -87,6 +104,8 @@ export class DataParallelTrainer {
   readonly transport: Transport;
   /** The wire precision of the statistics vectors. */
   readonly precision: WirePrecision;
+  /** Where the statistics come from ({@link DataParallelTrainerOptions.statistics}); undefined: none. */
+  readonly statistics: StatisticsSource | undefined;
   readonly #bucketBytes: number | undefined;
   readonly #timeoutMs: number | undefined;
   #variables: readonly tf.Variable[] | undefined;
@@ -122,6 +141,12 @@ export class DataParallelTrainer {
     }
     this.optimizer = optimizer;
     this.transport = transport;
+    this.statistics =
+      options.statistics !== undefined
+        ? checkStatisticsSource(where, 'statistics', options.statistics)
+        : optimizer.capture === undefined
+          ? undefined
+          : checkStatisticsSource(where, 'optimizer.capture (the default statistics source)', optimizer.capture);
     this.precision = checkOneOf(where, 'precision', options.precision ?? 'float32', WIRE_PRECISIONS);
     if (options.bucketBytes !== undefined) {
       const bytes = checkNumber(where, 'bucketBytes', options.bucketBytes, { min: MIN_BUCKET_BYTES, integer: true });
@@ -191,7 +216,7 @@ export class DataParallelTrainer {
   /**
    * One synchronous data-parallel step: computes this rank's loss and gradients
    * (`optimizer.computeGradients(loss, variables)`), all-reduces (mean) the gradients, the loss
-   * and the second-order layers' fresh statistics, then runs
+   * and the fresh statistics of the statistics source's second-order layers, then runs
    * `optimizer.applyGradientsWithContext(meanGradients, { loss: meanLoss, extras: { statistics } })`.
    * Resolves with the mean loss over ranks. Tensors it creates are disposed before it resolves;
    * `loss` is called once, inside the gradient tape.
@@ -263,7 +288,7 @@ export class DataParallelTrainer {
         meanGradients[variable.name] = tensor;
       }
       const reducedStatistics: Record<string, LayerStatistics | undefined> = {};
-      for (const layer of this.optimizer.capture?.secondOrder ?? []) reducedStatistics[layer.name] = undefined;
+      for (const layer of this.statistics?.secondOrder ?? []) reducedStatistics[layer.name] = undefined;
       for (const { index, name, statistics: s } of layers) {
         const vector = (part: string): Float32Array => reduced[`statistics/${index}/${part}`] as Float32Array;
         const a = tf.tensor1d(vector('a'), 'float32');
@@ -287,7 +312,7 @@ export class DataParallelTrainer {
         };
       }
       const meanLoss = (reduced.loss as Float32Array)[0] as number;
-      const extras = this.optimizer.capture === undefined ? {} : { extras: extrasWithStatistics(undefined, reducedStatistics) };
+      const extras = this.statistics === undefined ? {} : { extras: extrasWithStatistics(undefined, reducedStatistics) };
       this.optimizer.applyGradientsWithContext(meanGradients, { loss: meanLoss, ...extras });
       for (const { name, statistics: s } of layers) this.#reducedSteps.set(name, s.step);
       this.#steps += 1;
@@ -299,7 +324,7 @@ export class DataParallelTrainer {
 
   /**
    * All-reduces (mean) the float32 vectors and the statistics: one `bucketedAllReduce` when the
-   * statistics travel in float32 (or the optimizer captures none), else two, one after the other
+   * statistics travel in float32 (or there is no statistics source), else two, one after the other
    * (every rank issues the collectives in the same order).
    */
   async #allReduceMean(
@@ -311,7 +336,7 @@ export class DataParallelTrainer {
       ...this.#bucketOption(),
       ...(this.#timeoutMs === undefined ? {} : { timeoutMs: this.#timeoutMs }),
     };
-    if (this.precision === 'float32' || this.optimizer.capture === undefined) {
+    if (this.precision === 'float32' || this.statistics === undefined) {
       return bucketedAllReduce(this.transport, { ...float32Vectors, ...statistics }, options);
     }
     const reduced = await bucketedAllReduce(this.transport, float32Vectors, options);
@@ -321,10 +346,10 @@ export class DataParallelTrainer {
 
   /** Second-order layers whose statistics changed since the last step (all of them on a training step). */
   #freshStatistics(): LocalLayerStatistics[] {
-    const capture = this.optimizer.capture;
-    if (capture === undefined) return [];
-    return capture.secondOrder.flatMap((layer, index) => {
-      const statistics = capture.statistics(layer.name);
+    const source = this.statistics;
+    if (source === undefined) return [];
+    return source.secondOrder.flatMap((layer, index) => {
+      const statistics = source.statistics(layer.name);
       if (statistics === undefined || statistics.step === this.#reducedSteps.get(layer.name)) return [];
       return [{ index, name: layer.name, statistics }];
     });
@@ -350,6 +375,26 @@ export class DataParallelTrainer {
     const hint = error instanceof TransportError ? '' : ' (not a transport error)';
     return new Error(`${where}: rank ${this.rank} of ${this.worldSize} could not ${what}${hint}: ${detail}`, { cause: error });
   }
+}
+
+/**
+ * Checks that `source` has `secondOrder` and `statistics(name)`, naming `where` and `name`. Reads
+ * neither: a capture's layers may register later (`createCapture`, an optimizer not yet attached).
+ */
+function checkStatisticsSource(where: string, name: string, source: unknown): StatisticsSource {
+  if (source === null || typeof source !== 'object') {
+    throw new TypeError(`${where}: ${name} must be a statistics source (a CaptureRegistry such as optimizer.capture), got ${source === null ? 'null' : typeof source}`);
+  }
+  const lacking = [
+    ...('secondOrder' in source ? [] : ['secondOrder']),
+    ...(typeof (source as Partial<StatisticsSource>).statistics === 'function' ? [] : ['statistics(layerName)']),
+  ];
+  if (lacking.length > 0) {
+    throw new TypeError(
+      `${where}: ${name} must be a statistics source with secondOrder and statistics(layerName) (a CaptureRegistry such as optimizer.capture); it lacks ${lacking.join(' and ')}`,
+    );
+  }
+  return source as StatisticsSource;
 }
 
 /** Checks that `variables` is a non-empty array of live float32 `tf.Variable`s. */

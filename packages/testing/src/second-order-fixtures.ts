@@ -13,8 +13,8 @@ import { seeded } from './seeded';
 
 /** The two fixture layers: `dense` (`[4, 3]` kernel and a bias) and `conv` (`[2, 1, 3, 2]` kernel, inputDim 2·1·3 = 6). */
 export const FIXTURE_LAYERS = [
-  { name: 'dense', kind: 'dense', kernelName: 'dense/kernel', biasName: 'dense/bias', inputDim: 4, outputDim: 3, kernelShape: [4, 3] },
-  { name: 'conv', kind: 'conv2d', kernelName: 'conv/kernel', inputDim: 6, outputDim: 2, kernelShape: [2, 1, 3, 2] },
+  { name: 'dense', kind: 'dense', gradientCount: 'rows', kernelName: 'dense/kernel', biasName: 'dense/bias', inputDim: 4, outputDim: 3, kernelShape: [4, 3] },
+  { name: 'conv', kind: 'conv2d', gradientCount: 'samples', kernelName: 'conv/kernel', inputDim: 6, outputDim: 2, kernelShape: [2, 1, 3, 2] },
 ] as const;
 
 /** The rows behind each fixture statistic (what `gradientScale: 'sum'` counts for a dense layer). */
