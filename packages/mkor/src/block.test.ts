@@ -28,7 +28,7 @@ function factorMatrix(factor: InverseFactor): Matrix64 {
   return result;
 }
 
-const LAYER: BlockLayer = blockLayer({ name: 'dense', kind: 'dense', kernelName: 'k', biasName: 'b', inputDim: 3, outputDim: 2, kernelShape: [3, 2] });
+const LAYER: BlockLayer = blockLayer({ name: 'dense', kind: 'dense', gradientCount: 'rows', kernelName: 'k', biasName: 'b', inputDim: 3, outputDim: 2, kernelShape: [3, 2] });
 
 /** Block statistics with `a` of length 4 (bias folded in) and `g` of length 2, at a chosen scale. */
 function statistics(seed: number, scaleA: number, scaleG: number): BlockStatistics & { dispose(): void } {

@@ -33,8 +33,8 @@ function factorMatrix(factor: InverseFactor): Matrix64 {
   return result;
 }
 
-const layer: SecondOrderLayer = { name: 'dense', kind: 'dense', kernelName: 'dense/kernel', biasName: 'dense/bias', inputDim: 5, outputDim: 3, kernelShape: [5, 3] };
-const conv: SecondOrderLayer = { name: 'conv', kind: 'conv2d', kernelName: 'conv/kernel', inputDim: 2 * 2 * 2, outputDim: 4, kernelShape: [2, 2, 2, 4] };
+const layer: SecondOrderLayer = { name: 'dense', kind: 'dense', gradientCount: 'rows', kernelName: 'dense/kernel', biasName: 'dense/bias', inputDim: 5, outputDim: 3, kernelShape: [5, 3] };
+const conv: SecondOrderLayer = { name: 'conv', kind: 'conv2d', gradientCount: 'samples', kernelName: 'conv/kernel', inputDim: 2 * 2 * 2, outputDim: 4, kernelShape: [2, 2, 2, 4] };
 
 /** One layer's MKOR factors in a preconditioner's state. */
 function factorsOf(state: BlockPreconditionerState, name: string): MkorLayerState {
@@ -114,7 +114,7 @@ describe('mkorPreconditioner', () => {
 
   it("scales g by the batch size for conv2d layers and by the rows for dense ones ('sum')", () => {
     const g = [0.1, -0.2, 0.3, 0.05];
-    for (const [layer, expectedScale] of [[conv, 3], [{ ...conv, kind: 'dense' as const }, 12]] as const) {
+    for (const [layer, expectedScale] of [[conv, 3], [{ ...conv, kind: 'dense' as const, gradientCount: 'rows' as const }, 12]] as const) {
       const transform = mkorPreconditioner([layer], { factorUpdateInterval: 1, stabilizer: false, collectMetrics: false });
       const state = transform.init({});
       const statistics: LayerStatistics = { a: tf.ones([8]), g: tf.tensor1d(g), rows: 12, samples: 3, step: 0 };
@@ -162,7 +162,7 @@ describe('mkorPreconditioner', () => {
 });
 
 describe('mkorPreconditioner with low-rank factors', () => {
-  const wide: SecondOrderLayer = { name: 'wide', kind: 'dense', kernelName: 'wide/kernel', biasName: 'wide/bias', inputDim: 40, outputDim: 6, kernelShape: [40, 6] };
+  const wide: SecondOrderLayer = { name: 'wide', kind: 'dense', gradientCount: 'rows', kernelName: 'wide/kernel', biasName: 'wide/bias', inputDim: 40, outputDim: 6, kernelShape: [40, 6] };
 
   function run(options: Parameters<typeof mkorPreconditioner>[1], steps: number) {
     const transform = mkorPreconditioner([wide], { factorUpdateInterval: 1, ...options });

@@ -28,13 +28,14 @@ export interface BlockStatistics {
 
 /**
  * The factor by which the output-gradient statistics are scaled: 1 for `'mean'`; for `'sum'` the
- * count that undoes a mean-reduced loss's `1/batch`, as the authors' MKOR code does: the rows for
- * a dense layer (batch·seq for 3-D inputs), the batch size for a conv2d layer (the loss averages
- * over samples, not positions).
+ * count that undoes a mean-reduced loss's `1/batch`, as the authors' MKOR code does, as the layer's
+ * kind says (`SecondOrderLayer.gradientCount`, from capture's table of layer kinds): the rows for a
+ * dense layer (batch·seq for 3-D inputs), the batch size for a conv2d layer (the loss averages over
+ * samples, not positions).
  */
 export function outputGradientCount(layer: SecondOrderLayer, gradientScale: GradientScale, s: LayerStatistics): number {
   if (gradientScale === 'mean') return 1;
-  return layer.kind === 'conv2d' ? s.samples : s.rows;
+  return layer.gradientCount === 'samples' ? s.samples : s.rows;
 }
 
 /** Checks that statistics match the layer's sizes (and carry covariances when `needsCovariance`), naming `where`. */
