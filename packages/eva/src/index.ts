@@ -7,7 +7,7 @@
  */
 export { EVA_BLOCK_KEYS, evaBlock, evaPrecondition, resolveEvaBlockOptions } from './block';
 export type { EvaBlockOptions, EvaLayerState, ResolvedEvaBlockOptions } from './block';
-export { eva, evaPreconditioner } from './eva';
+export { EVA, eva, evaPreconditioner } from './eva';
 export type { EvaOptions, EvaTransform, EvaTransformOptions } from './eva';
 export { EvaOptimizer } from './optimizer';
 export type { EvaOptimizerOptions } from './optimizer';

@@ -1,22 +1,12 @@
 import type { CaptureRegistry, PreparableModel } from '@mkor/capture';
-import { type SecondOrderMethodFactory, SecondOrderOptimizer, type SecondOrderOptimizerOptions, splitMethodOptions } from '@mkor/second-order';
+import { SecondOrderOptimizer, type SecondOrderOptimizerOptions } from '@mkor/second-order';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { EVA_BLOCK_KEYS, type EvaBlockOptions, evaBlock, resolveEvaBlockOptions } from './block';
+import type { EvaBlockOptions } from './block';
+import { EVA } from './eva';
 
 /** Options of {@link EvaOptimizer}: the Eva block's, and the adapter's (scaling, backend — default Adam —, `hybrid`, `maxDim`). */
 export interface EvaOptimizerOptions extends EvaBlockOptions, Omit<SecondOrderOptimizerOptions, 'blocks'> {}
-
-const EVA_METHOD: SecondOrderMethodFactory = (where, methodOptions) => {
-  const { block } = splitMethodOptions(where, methodOptions, EVA_BLOCK_KEYS);
-  const resolved = resolveEvaBlockOptions(block, where);
-  return {
-    statePrefix: 'eva',
-    blocks: evaBlock(block, where),
-    defaultScaling: 'kl-clip',
-    config: { gamma: resolved.gamma as number, damping: resolved.damping as number },
-  };
-};
 
 /**
  * Eva as a `tf.Optimizer` (`model.compile({ optimizer })` + `model.fit`, or `optimizer.minimize`):
@@ -42,7 +32,7 @@ export class EvaOptimizer extends SecondOrderOptimizer {
    *   optimizer that gets its model later with `attach(model)`.
    */
   constructor(target: PreparableModel | CaptureRegistry | undefined, options: EvaOptimizerOptions = {}) {
-    super(target, options, EVA_METHOD);
+    super(target, options, EVA.optimizer);
   }
 }
 

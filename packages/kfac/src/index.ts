@@ -7,7 +7,7 @@
  */
 export { KFAC_BLOCK_KEYS, kfacBlock, resolveKfacBlockOptions } from './block';
 export type { KfacBlockOptions, KfacLayerState, ResolvedKfacBlockOptions } from './block';
-export { kfac, kfacPreconditioner } from './kfac';
+export { KFAC, kfac, kfacPreconditioner } from './kfac';
 export type { KfacOptions, KfacTransform, KfacTransformOptions } from './kfac';
 export { KfacOptimizer } from './optimizer';
 export type { KfacOptimizerOptions } from './optimizer';

@@ -1,19 +1,32 @@
-import type { Transform } from '@mkor/core';
-import {
-  type BlockPreconditionerState,
-  type CompositionOptions,
-  type LayerSource,
-  type SecondOrderOptions,
-  type SecondOrderTransform,
-  blockPreconditioner,
-  secondOrder,
-  splitMethodOptions,
-} from '@mkor/second-order';
+import { type Method, type MethodOptions, type MethodTransformOptions, type SecondOrderTransform, defineMethod } from '@mkor/second-order';
 
-import { KFAC_BLOCK_KEYS, type KfacBlockOptions, kfacBlock } from './block';
+import { KFAC_BLOCK_KEYS, type KfacBlockOptions, kfacBlock, resolveKfacBlockOptions } from './block';
 
 /** Options of KFAC as a method: the block's and the layer loop's (default `scaling: 'kl-clip'`, which needs the `learningRate`). */
-export interface KfacOptions extends KfacBlockOptions, SecondOrderOptions {}
+export type KfacOptions = MethodOptions<KfacBlockOptions>;
+
+/** Options of {@link kfac}: KFAC's, plus its layers (captured with `{ covariance: true }`), the backend and the hybrid switch. */
+export type KfacTransformOptions = MethodTransformOptions<KfacBlockOptions>;
+
+/** The composed KFAC transform (see `SecondOrderTransform` of `@mkor/second-order`). */
+export type KfacTransform = SecondOrderTransform;
+
+/** KFAC as a method of `@mkor/second-order`: {@link kfacBlock} in the layer loop, KL-clipped by default. */
+export const KFAC: Method<KfacBlockOptions> = defineMethod<KfacBlockOptions>({
+  name: 'kfac',
+  blockKeys: KFAC_BLOCK_KEYS,
+  block: kfacBlock,
+  defaultScaling: 'kl-clip',
+  config: (options, where) => {
+    const resolved = resolveKfacBlockOptions(options, where);
+    return {
+      gamma: resolved.gamma as number,
+      damping: resolved.damping as number,
+      factorUpdateInterval: resolved.factorUpdateInterval as number,
+      inverseInterval: resolved.inverseInterval as number,
+    };
+  },
+});
 
 /**
  * The KFAC preconditioner as a transform: {@link kfacBlock} for every second-order layer in
@@ -22,29 +35,11 @@ export interface KfacOptions extends KfacBlockOptions, SecondOrderOptions {}
  * variables pass through. The statistics must carry covariances (capture with `{ covariance: true }`).
  * Chain a first-order transform after it; {@link kfac} does.
  */
-export function kfacPreconditioner(layers: LayerSource, options: KfacOptions = {}): Transform<BlockPreconditionerState> {
-  const where = 'kfacPreconditioner';
-  const { block, loop } = splitMethodOptions(where, options, KFAC_BLOCK_KEYS);
-  return blockPreconditioner(layers, { ...loop, blocks: kfacBlock(block, where) }, where, 'kl-clip');
-}
-
-/** Options of {@link kfac}: KFAC's, plus its layers (captured with `{ covariance: true }`), the backend and the hybrid switch. */
-export interface KfacTransformOptions extends KfacOptions, CompositionOptions {
-  readonly layers: LayerSource;
-}
-
-/** The composed KFAC transform (see `SecondOrderTransform` of `@mkor/second-order`). */
-export type KfacTransform = SecondOrderTransform;
+export const kfacPreconditioner = KFAC.preconditioner;
 
 /**
  * KFAC as one transform: `skipNonFinite(chain(kfacPreconditioner(layers, options), backend))` (see
  * `secondOrder` of `@mkor/second-order`). A step whose gradients hold NaN or Inf, or whose result
  * would write NaN or Inf into the weights or the state, is refused whole and counted.
  */
-export function kfac(options: KfacTransformOptions): KfacTransform {
-  const where = 'kfac';
-  if (options === null || typeof options !== 'object') throw new TypeError(`${where}: options must be an object, got ${String(options)}`);
-  const { layers, backend, hybrid, ...methodOptions } = options;
-  const { block, loop } = splitMethodOptions(where, methodOptions, KFAC_BLOCK_KEYS);
-  return secondOrder({ layers, backend, ...(hybrid === undefined ? {} : { hybrid }), ...loop, blocks: kfacBlock(block, where) }, where, 'kl-clip');
-}
+export const kfac: (options: KfacTransformOptions) => KfacTransform = KFAC.transform;

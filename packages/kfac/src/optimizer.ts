@@ -1,27 +1,12 @@
 import type { CaptureRegistry, PreparableModel } from '@mkor/capture';
-import { type SecondOrderMethodFactory, SecondOrderOptimizer, type SecondOrderOptimizerOptions, splitMethodOptions } from '@mkor/second-order';
+import { SecondOrderOptimizer, type SecondOrderOptimizerOptions } from '@mkor/second-order';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { KFAC_BLOCK_KEYS, type KfacBlockOptions, kfacBlock, resolveKfacBlockOptions } from './block';
+import type { KfacBlockOptions } from './block';
+import { KFAC } from './kfac';
 
 /** Options of {@link KfacOptimizer}: the KFAC block's, and the adapter's (scaling, backend — default Adam —, `hybrid`, `maxDim`). */
 export interface KfacOptimizerOptions extends KfacBlockOptions, Omit<SecondOrderOptimizerOptions, 'blocks'> {}
-
-const KFAC_METHOD: SecondOrderMethodFactory = (where, methodOptions) => {
-  const { block } = splitMethodOptions(where, methodOptions, KFAC_BLOCK_KEYS);
-  const resolved = resolveKfacBlockOptions(block, where);
-  return {
-    statePrefix: 'kfac',
-    blocks: kfacBlock(block, where),
-    defaultScaling: 'kl-clip',
-    config: {
-      gamma: resolved.gamma as number,
-      damping: resolved.damping as number,
-      factorUpdateInterval: resolved.factorUpdateInterval as number,
-      inverseInterval: resolved.inverseInterval as number,
-    },
-  };
-};
 
 /**
  * KFAC as a `tf.Optimizer` (`model.compile({ optimizer })` + `model.fit`, or
@@ -49,7 +34,7 @@ export class KfacOptimizer extends SecondOrderOptimizer {
    *   `{ covariance: true }`, or `undefined` for an optimizer that gets its model later with `attach(model)`.
    */
   constructor(target: PreparableModel | CaptureRegistry | undefined, options: KfacOptimizerOptions = {}) {
-    super(target, options, KFAC_METHOD);
+    super(target, options, KFAC.optimizer);
   }
 }
 

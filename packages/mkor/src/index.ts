@@ -7,9 +7,9 @@
  */
 export { lowRankFactorFor, mkorBlock, referenceRefresh, stabilizedRefresh } from './block';
 export type { MkorLayerState } from './block';
-export { mkor, mkorPreconditioner } from './mkor';
+export { MKOR, mkor, mkorPreconditioner } from './mkor';
 export type { MkorTransform, MkorTransformOptions } from './mkor';
-export { mkorLoopDefaults, resolveMkorBlockOptions, splitMkorOptions } from './options';
+export { MKOR_BLOCK_KEYS, mkorLoopDefaults, resolveMkorBlockOptions } from './options';
 export type { FactorUpdateForm, MkorBlockOptions, MkorOptions, ResolvedMkorBlockOptions, StabilizerNorm, StabilizerOptions } from './options';
 export { MkorOptimizer } from './optimizer';
 export type { MkorOptimizerOptions } from './optimizer';

@@ -1,39 +1,12 @@
 import type { CaptureRegistry, PreparableModel } from '@mkor/capture';
-import { type SecondOrderMethodFactory, SecondOrderOptimizer, type SecondOrderOptimizerOptions } from '@mkor/second-order';
+import { SecondOrderOptimizer, type SecondOrderOptimizerOptions } from '@mkor/second-order';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { mkorBlock } from './block';
-import { type MkorBlockOptions, mkorLoopDefaults, resolveMkorBlockOptions, splitMkorOptions } from './options';
-
-/** The authors' per-row clamp of the captured rows (`clipping_value`), used by the reference preset. */
-const REFERENCE_ROW_CLAMP = 100;
+import { MKOR } from './mkor';
+import type { MkorBlockOptions } from './options';
 
 /** Options of {@link MkorOptimizer}: MKOR's block options, and the adapter's (scaling, backend — default Adam —, `hybrid` for MKOR-H, `maxDim`). */
 export interface MkorOptimizerOptions extends MkorBlockOptions, Omit<SecondOrderOptimizerOptions, 'blocks'> {}
-
-const MKOR_METHOD: SecondOrderMethodFactory = (where, methodOptions) => {
-  const { block, preset } = splitMkorOptions(methodOptions as MkorBlockOptions, where);
-  const resolved = resolveMkorBlockOptions(block, where);
-  return {
-    statePrefix: 'mkor',
-    blocks: mkorBlock(block, where),
-    defaultScaling: 'frobenius',
-    loopDefaults: mkorLoopDefaults(preset),
-    // The authors clamp every input row and every scaled output-gradient row to ±100.
-    ...(preset === 'reference' ? { rowClamp: REFERENCE_ROW_CLAMP } : {}),
-    config: {
-      preset: resolved.preset,
-      form: resolved.form,
-      gamma: resolved.gamma as number,
-      stabilizer: resolved.stabilizer === false ? false : { ...resolved.stabilizer },
-      factorUpdateInterval: resolved.factorUpdateInterval as number,
-      warmupSteps: resolved.warmupSteps,
-      factorPrecision: resolved.factorPrecision,
-      factors: resolved.factors,
-      rank: resolved.rank,
-    },
-  };
-};
 
 /**
  * MKOR as a `tf.Optimizer`, so `model.compile({ optimizer })` + `model.fit`, and
@@ -63,7 +36,7 @@ export class MkorOptimizer extends SecondOrderOptimizer {
    *   optimizer that gets its model later with `attach(model)`.
    */
   constructor(target: PreparableModel | CaptureRegistry | undefined, options: MkorOptimizerOptions = {}) {
-    super(target, options, MKOR_METHOD);
+    super(target, options, MKOR.optimizer);
   }
 }
 

@@ -1,5 +1,5 @@
 import { type Hyperparameter, checkHyperparameter, checkKnownOptions, checkNumber, checkOneOf } from '@mkor/core';
-import { RENAMED_OPTIONS, type SecondOrderOptions, splitMethodOptions } from '@mkor/second-order';
+import { RENAMED_OPTIONS, type SecondOrderOptions } from '@mkor/second-order';
 import type { InverseUpdateForm } from '@mkor/sherman-morrison';
 
 /** The three forms of the inverse-factor update (see `@mkor/sherman-morrison`). */
@@ -71,10 +71,10 @@ export interface ResolvedMkorBlockOptions {
 }
 
 /** Options of MKOR as a method (`mkorPreconditioner`, `mkor`, `MkorOptimizer`): the block's and the layer loop's. */
-export interface MkorOptions extends MkorBlockOptions, SecondOrderOptions {}
+export type MkorOptions = MkorBlockOptions & SecondOrderOptions;
 
 /** The keys of {@link MkorBlockOptions}. */
-const BLOCK_KEYS: readonly (keyof MkorBlockOptions)[] = [
+export const MKOR_BLOCK_KEYS: readonly (keyof MkorBlockOptions)[] = [
   'preset',
   'form',
   'gamma',
@@ -97,7 +97,7 @@ export function mkorLoopDefaults(preset: 'default' | 'reference'): Pick<SecondOr
  */
 export function resolveMkorBlockOptions(options: MkorBlockOptions = {}, where = 'mkorBlock'): ResolvedMkorBlockOptions {
   if (options === null || typeof options !== 'object') throw new TypeError(`${where}: options must be an object, got ${String(options)}`);
-  checkKnownOptions(where, options, BLOCK_KEYS, RENAMED_OPTIONS);
+  checkKnownOptions(where, options, MKOR_BLOCK_KEYS, RENAMED_OPTIONS);
   const preset = checkOneOf(where, 'preset', options.preset ?? 'default', ['default', 'reference'] as const);
   const reference = preset === 'reference';
   if (reference && options.stabilizer !== undefined && options.stabilizer !== false) {
@@ -126,14 +126,4 @@ export function resolveMkorBlockOptions(options: MkorBlockOptions = {}, where = 
     factors,
     rank: checkNumber(where, 'rank', options.rank ?? 32, { min: 1, integer: true }),
   };
-}
-
-/** MKOR's options split: the block's (checked) and the layer loop's (the preset's defaults under the ones given). */
-export function splitMkorOptions(
-  options: MkorOptions,
-  where: string,
-): { block: MkorBlockOptions; loop: SecondOrderOptions; preset: 'default' | 'reference' } {
-  const { block, loop } = splitMethodOptions(where, options, BLOCK_KEYS);
-  const preset = checkOneOf(where, 'preset', block.preset ?? 'default', ['default', 'reference'] as const);
-  return { block, loop: { ...mkorLoopDefaults(preset), ...loop }, preset };
 }

@@ -27,5 +27,7 @@ export type {
 } from './preconditioner';
 export { secondOrder, withBackend } from './compose';
 export type { CompositionOptions, HybridOptions, PreconditionerPart, SecondOrderState, SecondOrderTransform, SecondOrderTransformOptions } from './compose';
+export { defineMethod } from './method';
+export type { Method, MethodDefinition, MethodOptions, MethodTransformOptions } from './method';
 export { SecondOrderOptimizer } from './optimizer';
 export type { SecondOrderMethod, SecondOrderMethodFactory, SecondOrderOptimizerOptions } from './optimizer';
