@@ -40,7 +40,8 @@ async function stateSize(task: Task, factory: OptimizerFactory, options: Factory
     for (const { name, tensor } of weights) {
       const bytes = tensor.size * (BYTES_PER_ELEMENT[tensor.dtype] ?? 4);
       stateBytes += bytes;
-      if (/(Factor|Inverse)$/.test(name)) squareBytes += bytes;
+      // A dense factor (`…Inverse`, `…Factor`) or the parts of a low-rank one (`…Inverse/basis`, …).
+      if (/(Factor|Inverse)(\/(scale|basis|weights))?$/.test(name)) squareBytes += bytes;
     }
     return { stateBytes, tensors: weights.length, squareBytes, heldBytes, parameterBytes };
   } finally {
@@ -89,7 +90,7 @@ export async function runMemory(context: SuiteContext): Promise<void> {
       }
     }
     sections.push(`## ${task.name}\n\n${task.description}.\n\n${markdownTable(
-      ['optimizer', 'parameters MiB', 'state tensors', 'state MiB (as held, float32)', 'state / parameters', 'of which d × d factors MiB', 'state MiB with factors stored in 16 bits', 'tf.memory() growth over a step MiB'],
+      ['optimizer', 'parameters MiB', 'state tensors', 'state MiB (as held, float32)', 'state / parameters', 'of which factors MiB (dense d × d or low-rank)', 'state MiB with factors stored in 16 bits', 'tf.memory() growth over a step MiB'],
       rows,
     )}`);
   }

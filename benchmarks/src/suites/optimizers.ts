@@ -73,7 +73,7 @@ const firstOrder: OptimizerFactory[] = [
 ];
 
 /** MKOR with the suites' settings; `hybrid` makes it MKOR-H. */
-function mkorFactory(name: string, description: string, hybrid: boolean): OptimizerFactory {
+function mkorFactory(name: string, description: string, hybrid: boolean, factors: 'auto' | 'dense' = 'auto'): OptimizerFactory {
   return {
     name,
     secondOrder: true,
@@ -85,6 +85,7 @@ function mkorFactory(name: string, description: string, hybrid: boolean): Optimi
         backend: adam({ learningRate }),
         factorUpdateInterval: options.factorInterval ?? DEFAULT_FACTOR_INTERVAL,
         factorPrecision: options.factorPrecision ?? 'float32',
+        factors,
         ...(hybrid ? { hybrid: { rule: lossRateRule(MKOR_H_RULE) } } : {}),
       }),
   };
@@ -108,7 +109,12 @@ const secondOrder: OptimizerFactory[] = [
     learningRates: ADAM_RATES,
     create: (target, learningRate) => new EvaOptimizer(target, { backend: adam({ learningRate }) }),
   },
-  mkorFactory('MKOR', `MKOR (library defaults: 'exact' form, stabiliser, Frobenius rescale), Adam backend, f = ${DEFAULT_FACTOR_INTERVAL}`, false),
+  mkorFactory(
+    'MKOR',
+    `MKOR (library defaults: 'exact' form, stabiliser, Frobenius rescale, factors 'auto': low-rank (r = 32) above size 128), Adam backend, f = ${DEFAULT_FACTOR_INTERVAL}`,
+    false,
+  ),
+  mkorFactory('MKOR (dense)', `MKOR as above with dense factors (\`factors: 'dense'\`), Adam backend, f = ${DEFAULT_FACTOR_INTERVAL}`, false, 'dense'),
   mkorFactory('MKOR-H', `MKOR-H: MKOR as above, switching to its Adam backend by \`lossRateRule(${JSON.stringify(MKOR_H_RULE)})\``, true),
 ];
 
