@@ -43,6 +43,9 @@ export interface ResolvedSecondOrderOptions extends ResolvedUpdateScaling {
  */
 export function resolveSecondOrderOptions(where: string, options: SecondOrderOptions, defaultScaling: UpdateScaling): ResolvedSecondOrderOptions {
   if (options === null || typeof options !== 'object') throw new TypeError(`${where}: options must be an object, got ${String(options)}`);
+  if ((options.scaling as string | undefined) === 'rescale') {
+    throw new RangeError(`${where}: scaling 'rescale' is now 'frobenius' (or 'summed-norms', the authors' rescale)`);
+  }
   const scaling = checkOneOf(where, 'scaling', options.scaling ?? defaultScaling, UPDATE_SCALINGS);
   const klClip = checkNumber(where, 'klClip', options.klClip ?? 0.001, { min: 0, minExclusive: true });
   const learningRate =

@@ -178,7 +178,8 @@ describe('blockPreconditioner with a block written in a page', () => {
     expect(() => blockPreconditioner(LAYERS, { blocks: {} as never }, 'myMethod')).toThrow(/myMethod: blocks must be a CurvatureBlock/);
     expect(() => blockPreconditioner(LAYERS, { blocks: block, rescale: 'none' } as never, 'myMethod')).toThrow("myMethod: unknown option 'rescale' (renamed 'scaling')");
     expect(() => blockPreconditioner(LAYERS, { blocks: block, scaling: 'kl-clip' }, 'myMethod')).toThrow(/myMethod: scaling 'kl-clip' needs the learningRate/);
-    expect(() => blockPreconditioner(LAYERS, { blocks: block, scaling: 'rescale' as never })).toThrow(/scaling must be one of 'kl-clip', 'frobenius', 'summed-norms', 'none'/);
+    expect(() => blockPreconditioner(LAYERS, { blocks: block, scaling: 'rescale' as never })).toThrow("blockPreconditioner: scaling 'rescale' is now 'frobenius' (or 'summed-norms', the authors' rescale)");
+    expect(() => blockPreconditioner(LAYERS, { blocks: block, scaling: 'fancy' as never })).toThrow(/scaling must be one of 'kl-clip', 'frobenius', 'summed-norms', 'none'/);
     expect(() => blocksByLayer([{ match: 3 as never, block }], block)).toThrow('blocksByLayer: rules[0].match must be a function (layer) => boolean');
 
     const liar: CurvatureBlock<null> = {
