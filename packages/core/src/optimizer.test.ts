@@ -115,13 +115,15 @@ describe('TransformOptimizer', () => {
       int32: tf.zeros([3], 'int32'),
       nan: tf.tensor1d([0, Number.NaN, 0]),
       oldFormat: tf.scalar(1, 'int32'),
+      formatTwo: tf.scalar(2, 'int32'),
     };
     const momentName = 'configured/m/transform-optimizer-w7';
     const memoryBefore = tf.memory().numTensors;
     const cases: [unknown, RegExp][] = [
       [[], /TransformOptimizer\.setWeights: the checkpoint is empty/],
       [saved.filter((e) => !e.name.includes('/checkpoint/')), /no 'configured\/checkpoint\/format' entry/],
-      [replace('configured/checkpoint/format', bad.oldFormat), /of format 1; this version reads format 2/],
+      [replace('configured/checkpoint/format', bad.oldFormat), /of format 1; this version reads format 3$/],
+      [replace('configured/checkpoint/format', bad.formatTwo), /of format 2; this version reads format 3 \(format 2 named the second-order state by method .*\); continue from the saved model's weights with a fresh optimizer/],
       [replace(momentName, bad.int32), new RegExp(`'${momentName}' is int32, expected float32`)],
       [replace(momentName, bad.nan), new RegExp(`'${momentName}' holds NaN or Inf`)],
     ];

@@ -6,11 +6,17 @@ import type { Transform, UpdateContext } from './transform';
 import { allFinite } from './validation';
 
 /**
- * The format of the checkpoints {@link TransformOptimizer.getWeights} writes: 2 since they carry
- * their format and the optimizer's configuration (format 1, before, carried neither and cannot be
- * checked, so it is refused).
+ * The format of the checkpoints {@link TransformOptimizer.getWeights} writes: 3 since the
+ * second-order methods keep their state per layer under the block loop of `@mkor/second-order`
+ * (`…/layers/<layer>/block/…`); 2 carried the format and the configuration with the methods' own
+ * state names; 1 carried neither. Other formats are refused with an error saying which they are.
  */
-export const CHECKPOINT_FORMAT = 2;
+export const CHECKPOINT_FORMAT = 3;
+
+/** What changed at each earlier format, for the error that refuses it. */
+const FORMAT_HISTORY: Readonly<Record<number, string>> = {
+  2: 'format 2 named the second-order state by method (before the block loop of @mkor/second-order)',
+};
 
 /** The name of a checkpoint's entry under the state prefix: `<prefix>/checkpoint/<key>`. */
 function checkpointEntryName(prefix: string, key: string): string {
@@ -278,7 +284,11 @@ export class TransformOptimizer<S> extends tf.Optimizer {
     }
     const version = format.dataSync()[0];
     if (version !== CHECKPOINT_FORMAT) {
-      throw new RangeError(`${where}: the checkpoint is of format ${version}; this version reads format ${CHECKPOINT_FORMAT}`);
+      const why = FORMAT_HISTORY[version as number];
+      throw new RangeError(
+        `${where}: the checkpoint is of format ${version}; this version reads format ${CHECKPOINT_FORMAT}` +
+          (why === undefined ? '' : ` (${why}); continue from the saved model's weights with a fresh optimizer`),
+      );
     }
     const config = byName.get(`${headerPrefix}config`);
     const saved = config?.dtype === 'string' ? (JSON.parse(String(config.dataSync()[0])) as tf.serialization.ConfigDict) : undefined;
