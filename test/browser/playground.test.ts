@@ -59,6 +59,12 @@ function lossFell(run: OptimizerRun, fraction: number): boolean {
   return last.reduce((sum, loss) => sum + loss, 0) / last.length <= fraction * (losses[0] as number);
 }
 
+/** Mean milliseconds per step after the first (which compiles the WebGL and WebGPU shaders), for the log. */
+function msPerStep(run: OptimizerRun): string {
+  const later = run.records.slice(1);
+  return `${run.name} ${(later.reduce((sum, record) => sum + record.stepMs, 0) / Math.max(1, later.length)).toFixed(0)} ms/step (first step ${run.records[0]?.stepMs.toFixed(0)} ms)`;
+}
+
 describe.skipIf(skipBrowser)('the playground in Chromium', () => {
   let outDir = '';
   let server: PreviewServer | undefined;
@@ -118,6 +124,7 @@ describe.skipIf(skipBrowser)('the playground in Chromium', () => {
     expect(outcome.tensorsAfter, 'tensors left in the page').toBe(outcome.tensorsBefore);
     expect(run.records).toHaveLength(comparison.steps);
     expect(lossFell(run, 0.5), `losses ${run.records.map((r) => r.loss.toFixed(3)).join(' ')}`).toBe(true);
+    console.log(`wasm (${outcome.device}): ${msPerStep(run)}`);
     expect(run.weights).toEqual(nodeAfter);
   });
 
@@ -137,7 +144,7 @@ describe.skipIf(skipBrowser)('the playground in Chromium', () => {
     expect(lossFell(run, 0.5), `losses ${run.records.map((r) => r.loss.toFixed(3)).join(' ')}`).toBe(true);
     const differences = relativeDistances(run.weights ?? [], nodeAfter, initial);
     const oneStep = relativeDistances(nodeBefore, nodeAfter, initial);
-    console.log(`webgl (${outcome.device}): page vs Node ${differences.map((d) => d.toExponential(2)).join(' ')}; one step ${oneStep.map((d) => d.toExponential(2)).join(' ')}`);
+    console.log(`webgl (${outcome.device}): ${msPerStep(run)}; page vs Node ${differences.map((d) => d.toExponential(2)).join(' ')}; one step ${oneStep.map((d) => d.toExponential(2)).join(' ')}`);
     for (const [i, difference] of differences.entries()) {
       expect(difference, `weight ${i}: page vs Node`).toBeLessThan(tolerance);
       expect(oneStep[i], `weight ${i}: one step of training`).toBeGreaterThan(tolerance);
@@ -158,6 +165,7 @@ describe.skipIf(skipBrowser)('the playground in Chromium', () => {
     });
     expect(outcome.tensorsAfter, 'tensors left in the page').toBe(outcome.tensorsBefore);
     expect(outcome.runs.map((run) => run.name)).toEqual(['MKOR', 'MKOR-H', 'KFAC', 'Eva', 'Adam']);
+    console.log(`wasm, side by side: ${outcome.runs.map(msPerStep).join('; ')}`);
     for (const run of outcome.runs) {
       expect(lossFell(run, 0.5), `${run.name}: losses ${run.records.map((r) => r.loss.toFixed(3)).join(' ')}`).toBe(true);
     }
@@ -171,6 +179,7 @@ describe.skipIf(skipBrowser)('the playground in Chromium', () => {
     if (!backends.includes('webgpu')) skip('this Chromium offers no WebGPU adapter');
     const adam = await runInPage({ ...comparison, optimizers: ['Adam'], keepWeights: false, steps: 6, backend: 'webgpu', imageLimit: IMAGES });
     expect(adam.tensorsAfter, 'tensors left in the page').toBe(adam.tensorsBefore);
+    console.log(`webgpu (${adam.device}): ${msPerStep(adam.runs[0] as OptimizerRun)}`);
     expect(lossFell(adam.runs[0] as OptimizerRun, 0.8), `losses ${adam.runs[0]?.records.map((r) => r.loss.toFixed(3)).join(' ')}`).toBe(true);
     // MKOR reads scalars back synchronously every step (finite guard, metrics); on webgpu tfjs does
     // that through an OffscreenCanvas, and in headless Chromium on SwiftShader the device is then
