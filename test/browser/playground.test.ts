@@ -6,7 +6,7 @@
  * Node on the wasm backend. Chromium missing is an error (install it with
  * `bash scripts/install-system-deps.sh`); `MKOR_SKIP_BROWSER=1` skips these tests, saying so.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +17,7 @@ import { type Browser, type Page, chromium } from 'playwright-core';
 import { type PreviewServer, build, preview } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { CHROMIUM, requireChromium, skipBrowser } from './chromium';
 import type { BackendName, PageRunOutcome, PageRunRequest, PlaygroundApi } from '../../apps/playground/src/api';
 import { buildMlp } from '../../apps/playground/src/model';
 import { DEFAULT_LEARNING_RATES } from '../../apps/playground/src/optimizers';
@@ -24,9 +25,6 @@ import { type OptimizerRun, type TrainingSettings, trainSideBySide } from '../..
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const appRoot = join(repoRoot, 'apps', 'playground');
-/** Debian's Chromium; a browser downloaded by a test runner cannot work on these machines. */
-const CHROMIUM = '/usr/bin/chromium';
-const skipBrowser = process.env.MKOR_SKIP_BROWSER === '1';
 if (skipBrowser) console.warn('MKOR_SKIP_BROWSER=1: the playground tests in Chromium (test/browser) are skipped.');
 
 /** What every comparison trains: MKOR, 30 steps of 128 images (the first 3,840 of the file, none twice). */
@@ -80,9 +78,7 @@ describe.skipIf(skipBrowser)('the playground in Chromium', () => {
     page.evaluate((r) => (globalThis as unknown as { mkorPlayground: PlaygroundApi }).mkorPlayground.run(r), request);
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`Chromium is missing: no ${CHROMIUM}. Install Debian's chromium (bash scripts/install-system-deps.sh), or set MKOR_SKIP_BROWSER=1 to skip the browser tests.`);
-    }
+    requireChromium();
     const data = loadFashionMnist({ trainLimit: IMAGES, testLimit: 1 }).train;
     const model = buildMlp(comparison.hidden, comparison.seed);
     initial = model.getWeights().map((weight) => Array.from(weight.dataSync()));
