@@ -1,0 +1,64 @@
+/**
+ * The five optimizers of the playground, each built through its package's public API on a model
+ * of its own: MKOR, MKOR-H (MKOR with a switch rule from `@mkor/hybrid-switch`), KFAC and Eva
+ * (all four with their default Adam backend at the given learning rate), and Adam itself.
+ */
+import { EvaOptimizer } from '@mkor/eva';
+import { type SwitchRule, lossRateRule, switchAtStep } from '@mkor/hybrid-switch';
+import { KfacOptimizer } from '@mkor/kfac';
+import { MkorOptimizer } from '@mkor/mkor';
+import * as tf from '@tensorflow/tfjs';
+
+/** The optimizers the page offers, in the order it shows them (and colours them). */
+export const OPTIMIZER_NAMES = ['MKOR', 'MKOR-H', 'KFAC', 'Eva', 'Adam'] as const;
+/** One of {@link OPTIMIZER_NAMES}. */
+export type OptimizerName = (typeof OPTIMIZER_NAMES)[number];
+
+/**
+ * Starting learning rates for this MLP: the rates `benchmarks/results/convergence-mlp.md` chose by
+ * its sweep on the 784-128-128-10 MLP over 200 steps of batch 256 (MKOR-H uses MKOR's), except
+ * KFAC's: its 0.009 overshoots in the first few dozen steps at the page's batch of 128 (the loss
+ * rose to 3.9 by step 20 on wasm), so the page starts it at the sweep's next rate, 0.003.
+ */
+export const DEFAULT_LEARNING_RATES: Readonly<Record<OptimizerName, number>> = {
+  MKOR: 0.009,
+  'MKOR-H': 0.009,
+  KFAC: 0.003,
+  Eva: 0.003,
+  Adam: 0.003,
+};
+
+/** When MKOR-H leaves MKOR's steps for its Adam backend's. */
+export type SwitchChoice = { readonly kind: 'loss-rate' } | { readonly kind: 'at-step'; readonly step: number };
+
+/** The `@mkor/hybrid-switch` rule of a {@link SwitchChoice}: `lossRateRule()` with its defaults, or `switchAtStep(step)`. */
+export function switchRuleOf(choice: SwitchChoice): SwitchRule {
+  return (choice.kind === 'loss-rate' ? lossRateRule() : switchAtStep(choice.step)) as SwitchRule;
+}
+
+/** The second-order optimizers: they report `metrics` and `switchedAtStep`. */
+export type SecondOrder = MkorOptimizer | KfacOptimizer | EvaOptimizer;
+
+/** A new optimizer `name` for `model` (which the second-order ones prepare for capture). */
+export function createOptimizer(name: OptimizerName, model: tf.LayersModel, learningRate: number, switchChoice: SwitchChoice): tf.Optimizer {
+  if (!(Number.isFinite(learningRate) && learningRate > 0)) throw new RangeError(`createOptimizer: learningRate of ${name} must be a positive number, got ${learningRate}`);
+  switch (name) {
+    case 'MKOR':
+      return new MkorOptimizer(model, { learningRate });
+    case 'MKOR-H':
+      return new MkorOptimizer(model, { learningRate, hybrid: { rule: switchRuleOf(switchChoice) } });
+    case 'KFAC':
+      return new KfacOptimizer(model, { learningRate });
+    case 'Eva':
+      return new EvaOptimizer(model, { learningRate });
+    case 'Adam':
+      return tf.train.adam(learningRate);
+    default:
+      throw new Error(`createOptimizer: unknown optimizer '${String(name)}' (expected one of ${OPTIMIZER_NAMES.join(', ')})`);
+  }
+}
+
+/** Whether an optimizer is one of the second-order ones (which have `metrics` and `switchedAtStep`). */
+export function isSecondOrder(optimizer: tf.Optimizer): optimizer is SecondOrder {
+  return optimizer instanceof MkorOptimizer || optimizer instanceof KfacOptimizer || optimizer instanceof EvaOptimizer;
+}

@@ -1,0 +1,189 @@
+/**
+ * The playground (apps/playground) in real Chromium: Debian's `chromium` driven by playwright-core,
+ * headless, WebGL and WebGPU through SwiftShader. The page is built with Vite and served with
+ * `vite preview` (cross-origin isolated, Fashion-MNIST from the local copy); the tests train in it
+ * through `window.mkorPlayground` and compare MKOR's weights with the same training code run in
+ * Node on the wasm backend. Chromium missing is an error (install it with
+ * `bash scripts/install-system-deps.sh`); `MKOR_SKIP_BROWSER=1` skips these tests, saying so.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { loadFashionMnist } from '@mkor/datasets';
+import * as tf from '@tensorflow/tfjs-core';
+import { type Browser, type Page, chromium } from 'playwright-core';
+import { type PreviewServer, build, preview } from 'vite';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { CHROMIUM, requireChromium, skipBrowser } from './chromium';
+import type { BackendName, PageRunOutcome, PageRunRequest, PlaygroundApi } from '../../apps/playground/src/api';
+import { buildMlp } from '../../apps/playground/src/model';
+import { DEFAULT_LEARNING_RATES } from '../../apps/playground/src/optimizers';
+import { type OptimizerRun, type TrainingSettings, trainSideBySide } from '../../apps/playground/src/train';
+
+const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+const appRoot = join(repoRoot, 'apps', 'playground');
+if (skipBrowser) console.warn('MKOR_SKIP_BROWSER=1: the playground tests in Chromium (test/browser) are skipped.');
+
+/** What every comparison trains: MKOR, 30 steps of 128 images (the first 3,840 of the file, none twice). */
+const comparison: TrainingSettings = {
+  optimizers: ['MKOR'],
+  learningRates: DEFAULT_LEARNING_RATES,
+  switchChoice: { kind: 'loss-rate' },
+  steps: 30,
+  batchSize: 128,
+  hidden: 128,
+  seed: 1,
+  keepWeights: true,
+};
+const IMAGES = 4000;
+
+/** ‖a − b‖₂ over all entries. */
+function distance(a: readonly number[], b: readonly number[]): number {
+  return Math.sqrt(a.reduce((sum, value, i) => sum + (value - (b[i] as number)) ** 2, 0));
+}
+
+/** For each weight tensor, ‖W − reference‖ / ‖reference − initial‖: a difference measured in units of how far training moved it. */
+function relativeDistances(weights: readonly number[][], reference: readonly number[][], initial: readonly number[][]): number[] {
+  return reference.map((target, i) => distance(weights[i] as number[], target) / distance(target, initial[i] as number[]));
+}
+
+/** Whether the loss fell: the mean of the last five losses is at most `fraction` of the first. */
+function lossFell(run: OptimizerRun, fraction: number): boolean {
+  const losses = run.records.map((record) => record.loss);
+  const last = losses.slice(-5);
+  return last.reduce((sum, loss) => sum + loss, 0) / last.length <= fraction * (losses[0] as number);
+}
+
+/** Mean milliseconds per step after the first (which compiles the WebGL and WebGPU shaders), for the log. */
+function msPerStep(run: OptimizerRun): string {
+  const later = run.records.slice(1);
+  return `${run.name} ${(later.reduce((sum, record) => sum + record.stepMs, 0) / Math.max(1, later.length)).toFixed(0)} ms/step (first step ${run.records[0]?.stepMs.toFixed(0)} ms)`;
+}
+
+describe.skipIf(skipBrowser)('the playground in Chromium', () => {
+  let outDir = '';
+  let server: PreviewServer | undefined;
+  let browser: Browser | undefined;
+  let page: Page;
+  let backends: BackendName[] = [];
+  /** Node (wasm backend): the initial weights, and MKOR's after `steps − 1` and `steps` steps. */
+  let initial: number[][] = [];
+  let nodeBefore: number[][] = [];
+  let nodeAfter: number[][] = [];
+
+  const runInPage = (request: PageRunRequest): Promise<PageRunOutcome> =>
+    page.evaluate((r) => (globalThis as unknown as { mkorPlayground: PlaygroundApi }).mkorPlayground.run(r), request);
+
+  beforeAll(async () => {
+    requireChromium();
+    const data = loadFashionMnist({ trainLimit: IMAGES, testLimit: 1 }).train;
+    const model = buildMlp(comparison.hidden, comparison.seed);
+    initial = model.getWeights().map((weight) => Array.from(weight.dataSync()));
+    model.dispose();
+    const tensorsBefore = tf.memory().numTensors;
+    nodeBefore = (await trainSideBySide(data, { ...comparison, steps: comparison.steps - 1 }))[0]?.weights ?? [];
+    nodeAfter = (await trainSideBySide(data, comparison))[0]?.weights ?? [];
+    expect(tf.memory().numTensors, 'tensors left by the Node runs').toBe(tensorsBefore);
+
+    outDir = mkdtempSync(join(tmpdir(), 'mkor-playground-'));
+    const configFile = join(appRoot, 'vite.config.ts');
+    await build({ root: appRoot, configFile, logLevel: 'warn', build: { outDir, emptyOutDir: true } });
+    server = await preview({ root: appRoot, configFile, logLevel: 'warn', build: { outDir }, preview: { host: '127.0.0.1', port: 0 } });
+    const url = server.resolvedUrls?.local[0];
+    if (url === undefined) throw new Error('vite preview gave no local URL');
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--enable-unsafe-webgpu'] });
+    page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await page.goto(url);
+    await page.waitForSelector('body[data-ready="true"]');
+    backends = await page.evaluate(() => (globalThis as unknown as { mkorPlayground: PlaygroundApi }).mkorPlayground.availableBackends());
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+    if (outDir !== '') rmSync(outDir, { recursive: true, force: true });
+  });
+
+  it('offers the webgl and wasm backends', () => {
+    console.log(`backends in Chromium: ${backends.join(', ')}`);
+    expect(backends).toEqual(expect.arrayContaining(['webgl', 'wasm']));
+  });
+
+  it('trains MKOR on wasm in the page to exactly the weights Node trains on wasm', async () => {
+    // The same tfjs-backend-wasm binary runs the same float32 kernels in the same order in both
+    // (threads split a product's outputs, not its sums), on the same data and initial weights.
+    const outcome = await runInPage({ ...comparison, backend: 'wasm', imageLimit: IMAGES });
+    const run = outcome.runs[0] as OptimizerRun;
+    expect(outcome.tensorsAfter, 'tensors left in the page').toBe(outcome.tensorsBefore);
+    expect(run.records).toHaveLength(comparison.steps);
+    expect(lossFell(run, 0.5), `losses ${run.records.map((r) => r.loss.toFixed(3)).join(' ')}`).toBe(true);
+    console.log(`wasm (${outcome.device}): ${msPerStep(run)}`);
+    expect(run.weights).toEqual(nodeAfter);
+  });
+
+  it("trains MKOR on webgl to Node's wasm weights within 2% of how far training moved them", async () => {
+    // WebGL computes in float32 too (the page checks tfjs renders to float32 textures), but sums in
+    // another order and has its own exp and log; over 30 steps those rounding differences grow
+    // through the factors' updates and Adam's division by √v. Measured on SwiftShader: at most
+    // 1.3e-2 of ‖W_node − W_0‖ (the second hidden kernel). The bound, 2e-2, lies below what one
+    // step of training moves each weight (2.6e-2 to 3.0e-2, checked below): a page that took
+    // one step more or less, or trained on other images, fails.
+    const tolerance = 2e-2;
+    const outcome = await runInPage({ ...comparison, backend: 'webgl', imageLimit: IMAGES });
+    const run = outcome.runs[0] as OptimizerRun;
+    expect(outcome.device).toContain('float32 textures');
+    expect(outcome.tensorsAfter, 'tensors left in the page').toBe(outcome.tensorsBefore);
+    expect(run.records).toHaveLength(comparison.steps);
+    expect(lossFell(run, 0.5), `losses ${run.records.map((r) => r.loss.toFixed(3)).join(' ')}`).toBe(true);
+    const differences = relativeDistances(run.weights ?? [], nodeAfter, initial);
+    const oneStep = relativeDistances(nodeBefore, nodeAfter, initial);
+    console.log(`webgl (${outcome.device}): ${msPerStep(run)}; page vs Node ${differences.map((d) => d.toExponential(2)).join(' ')}; one step ${oneStep.map((d) => d.toExponential(2)).join(' ')}`);
+    for (const [i, difference] of differences.entries()) {
+      expect(difference, `weight ${i}: page vs Node`).toBeLessThan(tolerance);
+      expect(oneStep[i], `weight ${i}: one step of training`).toBeGreaterThan(tolerance);
+    }
+  });
+
+  it('trains all five side by side on wasm: every loss falls, MKOR-H switches where asked, nothing leaks; screenshot', async () => {
+    const outcome = await runInPage({
+      backend: 'wasm',
+      imageLimit: IMAGES,
+      optimizers: ['MKOR', 'MKOR-H', 'KFAC', 'Eva', 'Adam'],
+      learningRates: DEFAULT_LEARNING_RATES,
+      switchChoice: { kind: 'at-step', step: 20 },
+      steps: 40,
+      batchSize: 128,
+      hidden: 128,
+      seed: 1,
+    });
+    expect(outcome.tensorsAfter, 'tensors left in the page').toBe(outcome.tensorsBefore);
+    expect(outcome.runs.map((run) => run.name)).toEqual(['MKOR', 'MKOR-H', 'KFAC', 'Eva', 'Adam']);
+    console.log(`wasm, side by side: ${outcome.runs.map(msPerStep).join('; ')}`);
+    for (const run of outcome.runs) {
+      expect(lossFell(run, 0.5), `${run.name}: losses ${run.records.map((r) => r.loss.toFixed(3)).join(' ')}`).toBe(true);
+    }
+    expect(outcome.runs.find((run) => run.name === 'MKOR-H')?.switchedAtStep).toBe(20);
+    const secondOrder = outcome.runs.filter((run) => run.name !== 'Adam');
+    for (const run of secondOrder) expect(run.records.some((record) => record.factorMs > 0 && record.preconditionMs > 0), `${run.name}: metrics`).toBe(true);
+    await page.screenshot({ path: join(repoRoot, 'docs', 'images', 'playground.png'), fullPage: true });
+  });
+
+  it('on webgpu (where Chromium offers it): Adam trains; the second-order optimizers still fail (known)', async ({ skip }) => {
+    if (!backends.includes('webgpu')) skip('this Chromium offers no WebGPU adapter');
+    const adam = await runInPage({ ...comparison, optimizers: ['Adam'], keepWeights: false, steps: 6, backend: 'webgpu', imageLimit: IMAGES });
+    expect(adam.tensorsAfter, 'tensors left in the page').toBe(adam.tensorsBefore);
+    console.log(`webgpu (${adam.device}): ${msPerStep(adam.runs[0] as OptimizerRun)}`);
+    expect(lossFell(adam.runs[0] as OptimizerRun, 0.8), `losses ${adam.runs[0]?.records.map((r) => r.loss.toFixed(3)).join(' ')}`).toBe(true);
+    // MKOR reads scalars back synchronously every step (finite guard, metrics); on webgpu tfjs does
+    // that through an OffscreenCanvas, and in headless Chromium on SwiftShader the device is then
+    // lost. When this starts passing, replace it with the weight check of webgl.
+    const mkor = await runInPage({ ...comparison, steps: 2, backend: 'webgpu', imageLimit: IMAGES }).then(
+      () => 'trained',
+      (error: unknown) => String(error),
+    );
+    expect(mkor, 'MKOR now trains on webgpu: check its weights as on webgl').toContain('mapAsync');
+  });
+});
