@@ -233,7 +233,7 @@ function timeToTarget(create: (model: tfl.Sequential) => tf.Optimizer, seed: num
       tf.dispose([indices, x, y, loss]);
       step += 1;
       ema = ema === null ? value : 0.9 * ema + 0.1 * value;
-      // Bias-corrected as the EMA of a run that started at 0 would not be: started at the first loss.
+      // The EMA starts at the first loss (no bias from a zero start).
       if (steps === null && ema <= TARGET_EMA && testAccuracy(model) >= TARGET_ACCURACY) {
         steps = step;
         seconds = clock / 1000;

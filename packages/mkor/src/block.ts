@@ -85,7 +85,7 @@ function refreshLowRank(inverse: LowRankInverse, v: tf.Tensor1D, update: Stabili
     fired = tf.greater(lowRankNormBound(inverse), tf.scalar(update.stabilizer.epsilon)) as tf.Scalar;
     start = selectLowRank(fired, blendLowRankTowardIdentity(inverse, update.stabilizer.zeta), inverse);
   }
-  const { inverse: updated, dropped } = updateLowRankInverse(start, v, { form: update.form, gamma: update.gamma });
+  const { inverse: updated, dropped } = updateLowRankInverse(start, v, { form: update.form, gamma: update.gamma, checkFinite: false });
   const stored: LowRankInverse = {
     scale: store(updated.scale, update.factorPrecision),
     basis: store(updated.basis, update.factorPrecision),

@@ -148,6 +148,7 @@ describe('blockPreconditioner with a block written in a page', () => {
     const transform = (collectMetrics: boolean): Transform<BlockPreconditionerState> =>
       blockPreconditioner(LAYERS, { blocks: diagonalBlock({ every: 2, damping: 0.1, limit: 1 }), scaling: 'frobenius', collectMetrics });
     for (const collectMetrics of [true, false]) {
+      const before = tf.memory().numTensors;
       const t = transform(collectMetrics);
       let state = t.init({});
       const reads: number[] = [];
@@ -170,6 +171,7 @@ describe('blockPreconditioner with a block written in a page', () => {
       // Step 0 refreshes (device events to read), step 1 does not; metrics add the scale factors to the same read.
       expect(reads).toEqual(collectMetrics ? [1, 1] : [1, 0]);
       tf.dispose(tensorsIn(state));
+      expect(tf.memory().numTensors).toBe(before);
     }
   });
 

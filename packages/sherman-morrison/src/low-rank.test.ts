@@ -151,6 +151,22 @@ describe('updateLowRankInverse', () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 
+  it('refuses NaN or Inf in its inputs and a result beyond float32 (checkFinite, the default), freeing what it made', () => {
+    const factor = lowRankIdentity(3, 2);
+    const nan = tf.tensor1d([1, Number.NaN, 3]);
+    const huge = { scale: tf.scalar(3e38), basis: tf.zeros([3, 2]) as tf.Tensor2D, weights: tf.zeros([2]) as tf.Tensor1D };
+    const v = tf.tensor1d([1, 2, 3]);
+    const before = tf.memory().numTensors;
+    expect(() => updateLowRankInverse(factor, nan)).toThrow('updateLowRankInverse: v contains NaN or Inf');
+    // 3e38/γ overflows float32.
+    expect(() => updateLowRankInverse(huge, v, { gamma: 0.5 })).toThrow('updateLowRankInverse: the updated inverse is not representable in float32');
+    expect(tf.memory().numTensors).toBe(before);
+    const unchecked = updateLowRankInverse(factor, nan, { checkFinite: false });
+    expect(unchecked.inverse.basis.dataSync().some(Number.isNaN)).toBe(true);
+    tf.dispose([nan, v, unchecked.dropped]);
+    [factor, huge, unchecked.inverse].forEach(disposeFactor);
+  });
+
   it('refuses mismatched shapes, dtypes, γ and forms, naming itself', () => {
     const factor = lowRankIdentity(3, 2);
     const short = tf.tensor1d([1, 2]);

@@ -2,7 +2,7 @@ import { checkFloat32, checkNumber, checkOneOf, checkVector } from '@mkor/core';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { DEFAULT_GAMMA, INVERSE_UPDATE_FORMS, type InverseUpdateForm, REFERENCE_BLEND } from './inverse-update';
-import { scaleByPowerOfTwo } from './sherman-morrison';
+import { checkFiniteUpdate, scaleByPowerOfTwo } from './sherman-morrison';
 
 /**
  * An inverse factor held in low-rank form, `P = c·I + U·diag(m)·Uᵀ`, with a window of `r` terms:
@@ -85,11 +85,18 @@ export interface LowRankUpdateOptions {
   readonly form?: InverseUpdateForm;
   /** Factor momentum γ ∈ (0, 1). Default 0.95. Unused by the `'reference'` form. */
   readonly gamma?: number;
+  /**
+   * Refuse inputs holding NaN or ±Inf, and a result beyond float32 (one scalar read-back after the
+   * update, as `updateInverseFactor` does). Default true; hot paths that check the factors
+   * elsewhere (the MKOR block) turn it off.
+   */
+  readonly checkFinite?: boolean;
 }
 
 /**
  * One MKOR inverse-factor update (eq. 5/6, in the chosen form) of a factor in low-rank form,
- * `P = c·I + U·diag(m)·Uᵀ`, in O(d·r) with nothing read back:
+ * `P = c·I + U·diag(m)·Uᵀ`, in O(d·r) with nothing read back but
+ * the optional finite check:
  *
  * - `'exact'`:  `P' = (1/γ)(P − α·uuᵀ/(γ + α·vᵀu))`, α = 1 − γ, u = Pv: `c' = c/γ`, `m' = m/γ`, and
  *   the term `u` with weight `−α/(γ(γ + α·vᵀu))` appended;
@@ -107,8 +114,11 @@ export interface LowRankUpdateOptions {
  *
  * @param inverse - the factor, float32 (`scale` a scalar, `basis` `[d, r]`, `weights` `[r]`). Not disposed.
  * @param v - the rank-1 vector, float32 `[d]`. Not disposed.
- * @throws RangeError for mismatched shapes, γ outside (0, 1) or an unknown form; TypeError for
- *   non-float32 tensors.
+ * Nothing is read back unless `checkFinite` is on (the default), which checks inputs and result
+ * with one read-back after the update.
+ *
+ * @throws RangeError for mismatched shapes, γ outside (0, 1), an unknown form or (with
+ *   `checkFinite`) NaN/Inf in the inputs or a result beyond float32; TypeError for non-float32 tensors.
  */
 export function updateLowRankInverse(inverse: LowRankInverse, v: tf.Tensor1D, options: LowRankUpdateOptions = {}): LowRankUpdate {
   const where = 'updateLowRankInverse';
@@ -117,7 +127,9 @@ export function updateLowRankInverse(inverse: LowRankInverse, v: tf.Tensor1D, op
   checkFloat32(where, 'v', v);
   const form = checkOneOf(where, 'form', options.form ?? 'exact', INVERSE_UPDATE_FORMS);
   const gamma = checkNumber(where, 'gamma', options.gamma ?? DEFAULT_GAMMA, { min: 0, max: 1, minExclusive: true, maxExclusive: true });
-  return tf.tidy(() => {
+  const checkFinite = options.checkFinite ?? true;
+  if (typeof checkFinite !== 'boolean') throw new TypeError(`${where}: checkFinite must be a boolean, got ${String(checkFinite)}`);
+  const result = tf.tidy(() => {
     // The factor the new term is computed against: P itself, or the reference form's blend J.
     const start: LowRankInverse =
       form === 'reference'
@@ -156,6 +168,14 @@ export function updateLowRankInverse(inverse: LowRankInverse, v: tf.Tensor1D, op
     const weights = tf.add(tf.mul(oldWeights, keep), tf.mul(mask, weight)) as tf.Tensor1D;
     return { inverse: { scale: tf.mul(start.scale, multiplier) as tf.Scalar, basis, weights }, dropped };
   });
+  if (checkFinite) {
+    checkFiniteUpdate(
+      where,
+      [['inverse.scale', inverse.scale], ['inverse.basis', inverse.basis], ['inverse.weights', inverse.weights], ['v', v]],
+      [result.inverse.scale, result.inverse.basis, result.inverse.weights, result.dropped],
+    );
+  }
+  return result;
 }
 
 /** The stabiliser's blend toward I (eq. 7/8), `ζP + (1−ζ)I`, in low-rank form: `c' = ζc + 1 − ζ`, `m' = ζm`. */

@@ -74,15 +74,17 @@ export function shermanMorrisonUnchecked(inverse: tf.Tensor2D, v: tf.Tensor1D, b
 
 /**
  * Throws unless the inputs and the result of an update are finite: one reduction and one
- * read-back over all three; on failure, names the input holding NaN/Inf, or says that the result
- * is beyond float32 (e.g. `F⁻¹/β` overflowing for a tiny β). The result is disposed when refused.
+ * read-back over all of them; on failure, names the input holding NaN/Inf, or says that the result
+ * is beyond float32 (e.g. `F⁻¹/β` overflowing for a tiny β). The result (one tensor, or the parts
+ * of a low-rank factor) is disposed when refused.
  */
-export function checkFiniteUpdate(where: string, inputs: readonly [string, tf.Tensor][], result: tf.Tensor): void {
-  const flag = finiteFlag([...inputs.map(([, t]) => t), result]);
+export function checkFiniteUpdate(where: string, inputs: readonly [string, tf.Tensor][], result: tf.Tensor | readonly tf.Tensor[]): void {
+  const results = result instanceof tf.Tensor ? [result] : [...result];
+  const flag = finiteFlag([...inputs.map(([, t]) => t), ...results]);
   const finite = flag.dataSync()[0] === 1;
   flag.dispose();
   if (finite) return;
-  result.dispose();
+  tf.dispose(results);
   for (const [name, t] of inputs) checkAllFinite(where, name, t);
   throw new RangeError(`${where}: the updated inverse is not representable in float32 (an entry overflows); the inputs are finite`);
 }
