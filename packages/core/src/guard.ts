@@ -39,16 +39,14 @@ function zeroUpdates(updates: TensorMap): Record<string, tf.Tensor> {
  * `w + u` for every parameter in `context.params`.
  */
 function resultFlag(previousState: unknown, updates: TensorMap, state: unknown, context: UpdateContext | undefined): tf.Scalar {
-  return tf.tidy(() => {
-    const old = new Set(tensorsIn(previousState).map((t) => t.id));
-    const written = tensorsIn(state).filter((t) => !old.has(t.id) && t.dtype !== 'string');
-    const params = context?.params ?? {};
-    const moved = Object.entries(updates).flatMap(([name, u]) => {
-      const w = params[name];
-      return w === undefined ? [] : [tf.add(w, u)];
-    });
-    return finiteFlag([...Object.values(updates), ...written, ...moved]);
+  const old = new Set(tensorsIn(previousState).map((t) => t.id));
+  const written = tensorsIn(state).filter((t) => !old.has(t.id));
+  const params = context?.params ?? {};
+  const moved = Object.entries(updates).flatMap(([name, u]) => {
+    const w = params[name];
+    return w === undefined ? [] : [[w, u] as const];
   });
+  return finiteFlag([...Object.values(updates), ...written], moved);
 }
 
 /**
@@ -62,7 +60,8 @@ function resultFlag(previousState: unknown, updates: TensorMap, state: unknown, 
  *
  * Either way the inner state is returned untouched (moments and factors are not corrupted), the
  * outgoing updates are zeros (so `w + u` leaves the weights as they are), and the step is counted
- * (`skippedSteps`; `refusedResults` for the second kind). Costs two reductions and two scalar
+ * (`skippedSteps`; `refusedResults` for the second kind). Costs two passes over what it checks
+ * (one fused kernel each where the backend has `FUSED_KERNELS.finiteFlag`) and two scalar
  * read-backs per step (one when the gradients are not finite).
  */
 export function skipNonFinite<S>(transform: Transform<S>): Transform<SkipNonFiniteState<S>> {

@@ -26,6 +26,8 @@ export {
   hyperparameterAt,
 } from './validation';
 export type { NumberBounds } from './validation';
+export { FUSED_KERNELS, hasFusedKernel, runFusedKernel } from './fused';
+export type { FusedKernel } from './fused';
 export { selectByScalar } from './select';
 export { skipNonFinite } from './guard';
 export type { SkipNonFiniteState } from './guard';

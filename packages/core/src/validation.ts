@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
+import { hasFusedKernel, runFusedKernel } from './fused';
+
 import type { Hyperparameter, Schedule } from './schedule';
 
 /** Bounds for {@link checkNumber}; a bound left out is not checked. */
@@ -148,16 +150,30 @@ export function allFinite(t: tf.Tensor): boolean {
 }
 
 /**
- * Whether every entry of every tensor is finite, as a bool scalar that stays on the device
- * (nothing is read back): `Σ 0·xᵢ` is 0 exactly when no entry is NaN or ±Inf. True for an empty
- * list. The tensors are not disposed.
+ * Whether every entry of every tensor — and of every sum `a + b` in `sums`, as float32 adds it —
+ * is finite, as a bool scalar that stays on the device (nothing is read back). True for empty
+ * lists. Tensors of other dtypes than float32 are always finite. The tensors are not disposed.
+ *
+ * Where the backend registers the fused kernel (`FUSED_KERNELS.finiteFlag`, e.g. the wasm
+ * backend with `@mkor/wasm-kernels`) this is one pass over the data; elsewhere `Σ 0·xᵢ`, which is
+ * 0 exactly when no entry is NaN or ±Inf, per tensor.
+ *
+ * @param sums - pairs of one shape whose float32 sum is checked without being kept (e.g. a
+ *   parameter and its update: does `w + u` overflow?).
  */
-export function finiteFlag(tensors: readonly tf.Tensor[]): tf.Scalar {
+export function finiteFlag(tensors: readonly tf.Tensor[], sums: readonly (readonly [tf.Tensor, tf.Tensor])[] = []): tf.Scalar {
   return tf.tidy(() => {
-    if (tensors.length === 0) return tf.scalar(true, 'bool');
-    const probes = tensors.map((t) => tf.sum(tf.mul(t, tf.scalar(0, t.dtype))));
-    const total = probes.length === 1 ? (probes[0] as tf.Scalar) : tf.addN(probes.map((p) => tf.cast(p, 'float32')));
-    return tf.equal(total, tf.scalar(0, total.dtype));
+    const checked = tensors.filter((t) => t.dtype === 'float32');
+    const pairs = sums.filter(([a, b]) => a.dtype === 'float32' && b.dtype === 'float32');
+    if (checked.length === 0 && pairs.length === 0) return tf.scalar(true, 'bool');
+    if (hasFusedKernel('finiteFlag')) {
+      const inputs: Record<string, tf.Tensor> = {};
+      [...checked, ...pairs.flat()].forEach((t, i) => (inputs[`x${i}`] = t));
+      return runFusedKernel<tf.Scalar>('finiteFlag', inputs, { sums: pairs.length });
+    }
+    const probes = [...checked, ...pairs.map(([a, b]) => tf.add(a, b))].map((t) => tf.sum(tf.mul(t, tf.scalar(0))));
+    const total = probes.length === 1 ? (probes[0] as tf.Scalar) : tf.addN(probes);
+    return tf.equal(total, tf.scalar(0));
   });
 }
 

@@ -1,4 +1,4 @@
-import { type Hyperparameter, type TensorMap, type Transform, type UpdateContext, checkNumber } from '@mkor/core';
+import { type Hyperparameter, type TensorMap, type Transform, type UpdateContext, checkNumber, hasFusedKernel, runFusedKernel } from '@mkor/core';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { checkHyperparameter, checkSameShape, entryFor, perParameter, resolveWithin } from './hyperparameter';
@@ -102,7 +102,8 @@ export function resolveAdamOptions(where: string, options: ScaleByAdamOptions): 
  *     u_t = m̂_t / (√v̂_t + ε)
  *
  * with `m_0 = v_0 = 0` and t counting from 1. The βs are constants, not schedules: the bias
- * correction `1−βᵗ` is only exact for a constant β.
+ * correction `1−βᵗ` is only exact for a constant β. Where the backend has the fused kernel
+ * (`FUSED_KERNELS.adam` of `@mkor/core`) each parameter's step is one pass, equal bit for bit.
  */
 export function scaleByAdam(options: ScaleByAdamOptions = {}): Transform<ScaleByAdamState> {
   const where = 'scaleByAdam';
@@ -117,6 +118,7 @@ export function scaleByAdam(options: ScaleByAdamOptions = {}): Transform<ScaleBy
       const t = state.step + 1;
       const correction1 = 1 - beta1 ** t;
       const correction2 = 1 - beta2 ** t;
+      const fused = hasFusedKernel('adam');
       const firstMoment: Record<string, tf.Tensor> = { ...state.firstMoment };
       const secondMoment: Record<string, tf.Tensor> = { ...state.secondMoment };
       const out: Record<string, tf.Tensor> = {};
@@ -124,6 +126,14 @@ export function scaleByAdam(options: ScaleByAdamOptions = {}): Transform<ScaleBy
         const m = entryFor(where, 'the first-moment state', state.firstMoment, name);
         const v = entryFor(where, 'the second-moment state', state.secondMoment, name);
         checkSameShape(where, name, g, m);
+        if (fused && g.dtype === 'float32') {
+          const attrs = { beta1, beta2, epsilon, correction1, correction2 };
+          const [nextM, nextV, direction] = runFusedKernel<[tf.Tensor, tf.Tensor, tf.Tensor]>('adam', { gradient: g, firstMoment: m, secondMoment: v }, attrs);
+          firstMoment[name] = nextM;
+          secondMoment[name] = nextV;
+          out[name] = direction;
+          continue;
+        }
         const nextM = tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1));
         const nextV = tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2));
         firstMoment[name] = nextM;

@@ -6,6 +6,7 @@
 export {
   frobeniusNorm,
   rescaleFactor,
+  rescaleToNormWithFactor,
   rescaleFactorSummedNorms,
   rescaleToNorm,
   rescaleToSummedNorms,

@@ -8,6 +8,7 @@ import {
   rescaleFactor,
   rescaleFactorSummedNorms,
   rescaleToNorm,
+  rescaleToNormWithFactor,
   rescaleToSummedNorms,
 } from './index';
 
@@ -170,6 +171,9 @@ describe('rescaleToNorm', () => {
       const before = tf.memory().numTensors;
       const rescaled = take(rescaleToNorm(u, g));
       const nu = take(rescaleFactor(u, g))[0] as number;
+      const both = rescaleToNormWithFactor(u, g);
+      expect(Array.from(take(both.rescaled))).toEqual(Array.from(rescaled));
+      expect(take(both.factor)[0]).toEqual(nu);
       expect(tf.memory().numTensors).toBe(before);
       rescaled.forEach((v, i) => {
         expect(Number.isFinite(v)).toBe(true);
@@ -192,6 +196,7 @@ describe('rescaleToNorm', () => {
     expect(() => rescaleToNorm(empty, empty)).toThrow('rescaleToNorm: update must not be empty, got shape [0]');
     expect(() => rescaleToNorm(a, null as unknown as tf.Tensor)).toThrow('rescaleToNorm: gradient must be a tf.Tensor, got null');
     expect(() => rescaleFactor(a, b)).toThrow('rescaleFactor: update and gradient must have the same shape');
+    expect(() => rescaleToNormWithFactor(a, b)).toThrow('rescaleToNormWithFactor: update and gradient must have the same shape');
     expect(() => frobeniusNorm(ints)).toThrow('frobeniusNorm: x must have dtype float32, got int32');
     tf.dispose([a, b, ints, empty]);
     expect(() => rescaleToNorm(a, a)).toThrow('rescaleToNorm: update has been disposed');

@@ -1,4 +1,4 @@
-import { finiteFlag, selectByScalar } from '@mkor/core';
+import { finiteFlag, hasFusedKernel, runFusedKernel, selectByScalar } from '@mkor/core';
 import * as tf from '@tensorflow/tfjs-core';
 
 /** A layer's weight and optional bias: gradients `∇W, ∇b`, or preconditioned updates `ΔW, Δb`. */
@@ -46,10 +46,13 @@ function checkPair(where: string, update: WeightAndBias, gradient: WeightAndBias
  * underflow: computed as `m · √(Σ (xᵢ/m)²)` with `m = max |xᵢ|`, so entries above ~1e19 (whose
  * squares overflow float32) or below ~1e-19 (whose squares underflow) give the right norm. NaN if
  * any entry is NaN or ±Inf; 0 for an all-zero tensor. Returns a new scalar; `x` is not disposed.
+ * Where the backend has the fused kernel (`FUSED_KERNELS.euclideanNorms` of `@mkor/core`) it is
+ * one pass, the sum of squares taken in float64 and rounded once.
  */
 export function frobeniusNorm(x: tf.Tensor): tf.Scalar {
   checkTensor('frobeniusNorm', 'x', x);
   return tf.tidy(() => {
+    if (hasFusedKernel('euclideanNorms')) return tf.reshape(runFusedKernel<tf.Tensor>('euclideanNorms', { x0: x }), []) as tf.Scalar;
     const largest = tf.max(tf.abs(x));
     const divisor = tf.where(tf.greater(largest, 0), largest, tf.onesLike(largest));
     return tf.mul(largest, tf.sqrt(tf.sum(tf.square(tf.div(x, divisor))))) as tf.Scalar;
@@ -95,16 +98,35 @@ export function rescaleFactor(update: tf.Tensor, gradient: tf.Tensor): tf.Scalar
  * raw gradient is returned (the authors' code likewise skips preconditioning when `ν` is NaN);
  * when the gradient itself holds NaN/Inf, zeros are returned (a skipped step, like
  * `skipNonFinite` in `@mkor/core`). The choice is made on the backend (`selectByScalar` of
- * `@mkor/core`), so nothing is read back.
+ * `@mkor/core`), so nothing is read back. Where the backend has the fused kernel
+ * (`FUSED_KERNELS.rescaleToNorm`) the whole of it is one kernel: two reading passes and one
+ * writing pass.
  *
  * @returns a new tensor of the gradient's shape; the inputs are not disposed.
  */
 export function rescaleToNorm(update: tf.Tensor, gradient: tf.Tensor): tf.Tensor {
   checkSameShape('rescaleToNorm', ['update', 'gradient'], update, gradient);
-  return tf.tidy(() => {
-    const factor = tf.div(frobeniusNorm(gradient), frobeniusNorm(update));
-    return rescaleOrFallBack(update, gradient, factor, finiteFlag([gradient]));
-  });
+  return tf.tidy(() => rescaledAndFactor(update, gradient).rescaled);
+}
+
+/**
+ * {@link rescaleToNorm} and the factor `ν` of {@link rescaleFactor} together, for a caller that
+ * logs the factor: the norms are computed once.
+ *
+ * @returns new tensors `{ rescaled, factor }`; the inputs are not disposed.
+ */
+export function rescaleToNormWithFactor(update: tf.Tensor, gradient: tf.Tensor): { rescaled: tf.Tensor; factor: tf.Scalar } {
+  checkSameShape('rescaleToNormWithFactor', ['update', 'gradient'], update, gradient);
+  return tf.tidy(() => rescaledAndFactor(update, gradient));
+}
+
+function rescaledAndFactor(update: tf.Tensor, gradient: tf.Tensor): { rescaled: tf.Tensor; factor: tf.Scalar } {
+  if (hasFusedKernel('rescaleToNorm')) {
+    const [rescaled, factor] = runFusedKernel<[tf.Tensor, tf.Scalar]>('rescaleToNorm', { update, gradient });
+    return { rescaled, factor };
+  }
+  const factor = tf.div(frobeniusNorm(gradient), frobeniusNorm(update)) as tf.Scalar;
+  return { rescaled: rescaleOrFallBack(update, gradient, factor, finiteFlag([gradient])), factor };
 }
 
 /** `‖weight‖_F + ‖bias‖₂` (the bias term left out when there is none). */

@@ -13,6 +13,7 @@ import {
   updateInverseFactor64,
 } from '@mkor/testing';
 import { type InverseFactor, isLowRank, lowRankToDense } from '@mkor/sherman-morrison';
+import { registerWasmKernels, unregisterWasmKernels } from '@mkor/wasm-kernels';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 
@@ -111,28 +112,59 @@ describe('referenceRefresh (the authors\u2019 refresh) against their sequential 
   });
 });
 
+/** The paths a dense refresh can take here: tfjs's kernels, and on wasm the fused kernel of @mkor/wasm-kernels. */
+const REFRESH_PATHS = tf.getBackend() === 'wasm' ? (['tfjs kernels', 'fused kernel'] as const) : (['tfjs kernels'] as const);
+
 describe('stabilizedRefresh (the paper\u2019s refresh)', () => {
-  it('blends a factor whose norm passes ε toward I before the update, and reports it on the device', () => {
-    const before = tf.memory().numTensors;
-    const big = tf.tidy(() => tf.mul(tf.eye(4), 5) as tf.Tensor2D);
-    const state: MkorLayerState = { inputInverse: big, outputInverse: tf.eye(2) as tf.Tensor2D };
-    const s = statistics(3, 1, 1);
-    const stabilizer = { epsilon: 4, zeta: 0.5, norm: 'inf' as const };
-    const result = tidyResult(() => {
-      const refreshed = stabilizedRefresh(state, s, { form: 'exact', gamma: 0.9, factorPrecision: 'float32', stabilizer });
-      return { state: refreshed.state, stabilized: refreshed.events!.stabilized as tf.Scalar, reset: refreshed.events!.reset as tf.Scalar };
+  for (const path of REFRESH_PATHS) {
+    it(`blends a factor whose norm passes ε toward I before the update, and reports it on the device (${path})`, () => {
+      if (path === 'fused kernel') registerWasmKernels();
+      try {
+        const before = tf.memory().numTensors;
+        const big = tf.tidy(() => tf.mul(tf.eye(4), 5) as tf.Tensor2D);
+        const state: MkorLayerState = { inputInverse: big, outputInverse: tf.eye(2) as tf.Tensor2D };
+        const s = statistics(3, 1, 1);
+        const stabilizer = { epsilon: 4, zeta: 0.5, norm: 'inf' as const };
+        const result = tidyResult(() => {
+          const refreshed = stabilizedRefresh(state, s, { form: 'exact', gamma: 0.9, factorPrecision: 'float32', stabilizer });
+          return { state: refreshed.state, stabilized: refreshed.events!.stabilized as tf.Scalar, reset: refreshed.events!.reset as tf.Scalar };
+        });
+        const expectedInput = updateInverseFactor64(blendTowardIdentity64(fromTensor(big), 0.5), Array.from(s.a.dataSync()), 'exact', 0.9);
+        const expectedOutput = updateInverseFactor64(identity(2), Array.from(s.g.dataSync()), 'exact', 0.9);
+        expect(infNorm(fromTensor(big))).toBeGreaterThan(stabilizer.epsilon);
+        expect(relativeError(factorMatrix(result.state.inputInverse), expectedInput)).toBeLessThan(1e-5);
+        expect(relativeError(factorMatrix(result.state.outputInverse), expectedOutput)).toBeLessThan(1e-5);
+        expect(read(result.stabilized)).toBe(true);
+        expect(read(result.reset)).toBe(false);
+        tf.dispose([...tensorsIn(state), ...tensorsIn(result)]);
+        s.dispose();
+        expect(tf.memory().numTensors).toBe(before);
+      } finally {
+        if (path === 'fused kernel') unregisterWasmKernels();
+      }
     });
-    const expectedInput = updateInverseFactor64(blendTowardIdentity64(fromTensor(big), 0.5), Array.from(s.a.dataSync()), 'exact', 0.9);
-    const expectedOutput = updateInverseFactor64(identity(2), Array.from(s.g.dataSync()), 'exact', 0.9);
-    expect(infNorm(fromTensor(big))).toBeGreaterThan(stabilizer.epsilon);
-    expect(relativeError(factorMatrix(result.state.inputInverse), expectedInput)).toBeLessThan(1e-5);
-    expect(relativeError(factorMatrix(result.state.outputInverse), expectedOutput)).toBeLessThan(1e-5);
-    expect(read(result.stabilized)).toBe(true);
-    expect(read(result.reset)).toBe(false);
-    tf.dispose([...tensorsIn(state), ...tensorsIn(result)]);
-    s.dispose();
-    expect(tf.memory().numTensors).toBe(before);
-  });
+
+    it(`resets a factor that comes out non-finite to I and reports it (${path})`, () => {
+      if (path === 'fused kernel') registerWasmKernels();
+      try {
+        const before = tf.memory().numTensors;
+        const state: MkorLayerState = { inputInverse: tf.eye(4) as tf.Tensor2D, outputInverse: tf.eye(2) as tf.Tensor2D };
+        const s = statistics(5, 1, Number.NaN);
+        const stabilizer = { epsilon: 100, zeta: 0.1, norm: 'inf' as const };
+        const result = tidyResult(() => {
+          const refreshed = stabilizedRefresh(state, s, { form: 'exact', gamma: 0.9, factorPrecision: 'float32', stabilizer });
+          return { state: refreshed.state, reset: refreshed.events!.reset as tf.Scalar };
+        });
+        expect(read(result.reset)).toBe(true);
+        expect(Array.from(factorMatrix(result.state.outputInverse).data)).toEqual([1, 0, 0, 1]);
+        tf.dispose([...tensorsIn(state), ...tensorsIn(result)]);
+        s.dispose();
+        expect(tf.memory().numTensors).toBe(before);
+      } finally {
+        if (path === 'fused kernel') unregisterWasmKernels();
+      }
+    });
+  }
 });
 
 describe('mkorBlock', () => {

@@ -1,5 +1,5 @@
 import { type Hyperparameter, resolveHyperparameter } from '@mkor/core';
-import { rescaleFactor, rescaleFactorSummedNorms, rescaleToNorm, rescaleToSummedNorms } from '@mkor/grad-rescale';
+import { rescaleFactorSummedNorms, rescaleToNorm, rescaleToNormWithFactor, rescaleToSummedNorms } from '@mkor/grad-rescale';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { type BlockLayer, splitKernelAndBias } from './layers';
@@ -74,11 +74,11 @@ export function scaleLayerUpdates(
   switch (scaling.scaling) {
     case 'none':
       return { updates: layers.map((l) => l.update), factors: [] };
-    case 'frobenius':
-      return {
-        updates: layers.map(({ update, gradient }) => rescaleToNorm(update, gradient) as tf.Tensor2D),
-        factors: withFactors ? layers.map(({ update, gradient }) => rescaleFactor(update, gradient)) : [],
-      };
+    case 'frobenius': {
+      if (!withFactors) return { updates: layers.map(({ update, gradient }) => rescaleToNorm(update, gradient) as tf.Tensor2D), factors: [] };
+      const both = layers.map(({ update, gradient }) => rescaleToNormWithFactor(update, gradient));
+      return { updates: both.map((b) => b.rescaled as tf.Tensor2D), factors: both.map((b) => b.factor) };
+    }
     case 'summed-norms': {
       const parts = layers.map(({ layer, update, gradient }) => summedNormParts(layer, update, gradient));
       return {

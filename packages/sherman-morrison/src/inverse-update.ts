@@ -1,7 +1,7 @@
 import { checkFloat32, checkNumber, checkOneOf, checkRank, checkSquareMatrix, checkVector } from '@mkor/core';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { checkFiniteUpdate, rankOneParts, shermanMorrisonUnchecked } from './sherman-morrison';
+import { checkFiniteUpdate, rankOneParts, rankOneStep, shermanMorrisonUnchecked } from './sherman-morrison';
 
 /**
  * The three forms of MKOR's inverse-factor update found in the wild:
@@ -50,10 +50,10 @@ export interface InverseUpdateOptions {
  */
 function paperStep(inverse: tf.Tensor2D, v: tf.Tensor1D, beta: number, alpha: number): tf.Tensor2D {
   return tf.tidy(() => {
-    const { outer, quadratic, inverseScaleSquared } = rankOneParts(inverse, v);
+    const { u, quadratic, inverseScaleSquared } = rankOneParts(inverse, v);
     const denominator = tf.mul(tf.scalar(beta * beta), tf.add(inverseScaleSquared, tf.mul(tf.scalar(beta * alpha), quadratic)));
-    const coefficient = tf.div(tf.scalar(alpha), denominator);
-    return tf.add(tf.mul(inverse, tf.scalar(beta)), tf.mul(outer, coefficient)) as tf.Tensor2D;
+    // βP + c·uuᵀ = (βP − (−c)·uuᵀ)/1, exactly: negation and a division by 1 round nothing.
+    return rankOneStep(inverse, u, tf.neg(tf.div(tf.scalar(alpha), denominator)) as tf.Scalar, beta, 1);
   });
 }
 

@@ -1,4 +1,4 @@
-import { checkFinite as checkAllFinite, checkFloat32, checkNumber, checkSquareMatrix, checkVector, finiteFlag } from '@mkor/core';
+import { checkFinite as checkAllFinite, checkFloat32, checkNumber, checkSquareMatrix, checkVector, finiteFlag, hasFusedKernel, runFusedKernel } from '@mkor/core';
 import * as tf from '@tensorflow/tfjs-core';
 
 /** Options of {@link shermanMorrison}. */
@@ -21,22 +21,43 @@ export const MIN_BETA = 2 ** -126;
  * The parts every form of the update shares, for a symmetric `P = F⁻¹` and a vector `v`, computed
  * with `v` scaled so that nothing overflows or underflows whatever its magnitude: with `σ` the
  * power of two at or just below `max|vᵢ|` (1 for a zero vector) and `w = v/σ`, `u = Pw` (one
- * matrix–vector product), `q = wᵀu` (one dot product), the outer product `uuᵀ`, and `1/σ²` (0 when
+ * matrix–vector product, as a `[d, 1]` column), `q = wᵀu` (one dot product) and `1/σ²` (0 when
  * it underflows, ∞ when it overflows, which the forms treat as their limits). A power of two makes
  * the scaling exact: `w`, `1/σ` and `1/σ²` carry no rounding of their own, so the result rounds as
- * the unscaled formula would wherever that one stays finite. Then `vᵀPv = σ²q` and `PvvᵀP = σ²uuᵀ`. The
- * outer product is formed as `u_i·u_j` elementwise, which is commutative in IEEE arithmetic, so it
- * is exactly symmetric; any scalar multiple of it added to a symmetric matrix stays exactly
- * symmetric. No value is read back.
+ * the unscaled formula would wherever that one stays finite. Then `vᵀPv = σ²q` and `PvvᵀP = σ²uuᵀ`,
+ * which {@link rankOneStep} adds. No value is read back.
  */
-export function rankOneParts(inverse: tf.Tensor2D, v: tf.Tensor1D): { outer: tf.Tensor2D; quadratic: tf.Scalar; inverseScaleSquared: tf.Scalar } {
+export function rankOneParts(inverse: tf.Tensor2D, v: tf.Tensor1D): { u: tf.Tensor2D; quadratic: tf.Scalar; inverseScaleSquared: tf.Scalar } {
   const d = inverse.shape[0];
   const { scaled, inverseScaleSquared } = scaleByPowerOfTwo(v);
   const column = tf.reshape(scaled, [d, 1]);
-  const u = tf.matMul(inverse, column);
+  const u = tf.matMul(inverse, column) as tf.Tensor2D;
   const quadratic = tf.sum(tf.mul(column, u)) as tf.Scalar;
-  const outer = tf.mul(u, tf.reshape(u, [1, d])) as tf.Tensor2D;
-  return { outer, quadratic, inverseScaleSquared };
+  return { u, quadratic, inverseScaleSquared };
+}
+
+/**
+ * `(s·P − c·uuᵀ) / δ`, entry by entry `(P[i, j]·s − (u[i]·u[j])·c) / δ` in float32: the pass over
+ * the matrix that every dense form of the update ends with. The outer product is formed as
+ * `u_i·u_j`, which is commutative in IEEE arithmetic, so a symmetric `P` gives an exactly symmetric
+ * result. Where the backend has the fused kernel (`FUSED_KERNELS.rankOneUpdate` of `@mkor/core`)
+ * it is one pass over `P` with no `d × d` intermediate, equal bit for bit; elsewhere the outer
+ * product and up to three elementwise kernels (a factor 1 is skipped: multiplying or dividing by 1
+ * is exact).
+ *
+ * @param u - the `[d, 1]` column of {@link rankOneParts}. @param coefficient - `c`, a scalar tensor
+ *   (stays on the device). @param scale - `s`. @param divisor - `δ`.
+ */
+export function rankOneStep(inverse: tf.Tensor2D, u: tf.Tensor2D, coefficient: tf.Scalar, scale: number, divisor: number): tf.Tensor2D {
+  return tf.tidy(() => {
+    if (inverse.dtype === 'float32' && hasFusedKernel('rankOneUpdate')) {
+      return runFusedKernel<tf.Tensor2D>('rankOneUpdate', { matrix: inverse, u, coefficient }, { scale, divisor });
+    }
+    const outer = tf.mul(u, tf.reshape(u, [1, inverse.shape[0]]));
+    const scaled = scale === 1 ? inverse : tf.mul(inverse, tf.scalar(scale));
+    const combined = tf.sub(scaled, tf.mul(outer, coefficient));
+    return (divisor === 1 ? combined : tf.div(combined, tf.scalar(divisor))) as tf.Tensor2D;
+  });
 }
 
 /**
@@ -66,9 +87,9 @@ export function scaleByPowerOfTwo(v: tf.Tensor1D): { scaled: tf.Tensor1D; invers
 export function shermanMorrisonUnchecked(inverse: tf.Tensor2D, v: tf.Tensor1D, beta: number, alpha: number): tf.Tensor2D {
   return tf.tidy(() => {
     if (alpha === 0) return tf.div(inverse, tf.scalar(beta)) as tf.Tensor2D;
-    const { outer, quadratic, inverseScaleSquared } = rankOneParts(inverse, v);
-    const coefficient = tf.div(tf.scalar(alpha), tf.add(tf.mul(tf.scalar(beta), inverseScaleSquared), tf.mul(tf.scalar(alpha), quadratic)));
-    return tf.div(tf.sub(inverse, tf.mul(outer, coefficient)), tf.scalar(beta)) as tf.Tensor2D;
+    const { u, quadratic, inverseScaleSquared } = rankOneParts(inverse, v);
+    const coefficient = tf.div(tf.scalar(alpha), tf.add(tf.mul(tf.scalar(beta), inverseScaleSquared), tf.mul(tf.scalar(alpha), quadratic))) as tf.Scalar;
+    return rankOneStep(inverse, u, coefficient, 1, beta);
   });
 }
 

@@ -2,3 +2,4 @@ export type { HeapGemm, HeapGemmCall } from './heap-gemm';
 export { jsHeapGemm } from './js-gemm';
 export { overriddenKernels, registerWasmKernels, unregisterWasmKernels, wasmKernelsRegistered } from './register';
 export type { WasmKernelOptions } from './register';
+export { fusedKernelsSupported } from './fused-kernels';

@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, KernelFunc } from '@tensorflow/tfjs-core';
 import { makeConv2DBackpropFilter, makeConv2DBackpropInput } from './conv-kernels';
+import { fusedKernelConfigs, fusedKernelsSupported } from './fused-kernels';
 import type { HeapGemm } from './heap-gemm';
 import { makeBatchMatMul, makeFusedMatMul, type MatMulKernelContext } from './matmul-kernels';
 import { StaleLayoutGuard } from './stale-layout-guard';
@@ -17,6 +18,12 @@ export interface WasmKernelOptions {
    * operands are transposed explicitly and tfjs's own (XNNPACK) plain product runs.
    */
   readonly gemm?: HeapGemm | null;
+  /**
+   * Register the fused kernels of `@mkor/core`'s `FUSED_KERNELS` (finite checks, norms, the
+   * rescale, Adam, the Sherman–Morrison rank-1 step: one pass each instead of a chain of kernels).
+   * Default true; they are left out, whatever this says, where WebAssembly SIMD is missing.
+   */
+  readonly fused?: boolean;
 }
 
 /** The kernels this package registers, by tfjs kernel name. */
@@ -29,6 +36,8 @@ export const overriddenKernels = [
 
 /** tfjs's own configs (undefined where wasm had none), while the package's are registered. */
 let saved: Map<string, KernelConfig | undefined> | null = null;
+/** The fused kernels registered now. */
+let fusedRegistered: string[] = [];
 
 function originalKernel(name: string): KernelFunc {
   const config = saved?.get(name) ?? tf.getKernel(name, 'wasm');
@@ -46,6 +55,8 @@ function originalKernel(name: string): KernelFunc {
  * without XNNPACK's slow transposed paths, and without its stale packed operand after a
  * reshape), `Conv2DBackpropFilter` (missing from tfjs-backend-wasm 4.22, so Conv2D layers can
  * train) and `Conv2DBackpropInput`. With `options.gemm`, every product runs on that provider.
+ * Also registers the fused kernels (see {@link WasmKernelOptions.fused}) where WebAssembly SIMD
+ * is available.
  *
  * Import `@tensorflow/tfjs-backend-wasm` first. Calling it again replaces the previous
  * registration; {@link unregisterWasmKernels} restores tfjs's kernels.
@@ -55,6 +66,8 @@ export function registerWasmKernels(options: WasmKernelOptions = {}): void {
   if (gemm !== null && typeof gemm !== 'function') {
     throw new TypeError(`registerWasmKernels: options.gemm must be a function or null, got ${typeof gemm}`);
   }
+  const fused = options.fused ?? true;
+  if (typeof fused !== 'boolean') throw new TypeError(`registerWasmKernels: options.fused must be a boolean, got ${typeof fused}`);
   const originals = saved ?? new Map(overriddenKernels.map((name) => [name, tf.getKernel(name, 'wasm')]));
   saved = originals;
   const context: MatMulKernelContext = {
@@ -82,11 +95,24 @@ export function registerWasmKernels(options: WasmKernelOptions = {}): void {
       disposeFunc: original?.disposeFunc,
     });
   }
+  unregisterFused();
+  if (fused && fusedKernelsSupported()) {
+    for (const config of fusedKernelConfigs()) {
+      tf.registerKernel(config);
+      fusedRegistered.push(config.kernelName);
+    }
+  }
 }
 
-/** Restores tfjs's own wasm kernels; does nothing when {@link registerWasmKernels} was not called. */
+function unregisterFused(): void {
+  for (const name of fusedRegistered) tf.unregisterKernel(name, 'wasm');
+  fusedRegistered = [];
+}
+
+/** Restores tfjs's own wasm kernels and removes the fused ones; does nothing when {@link registerWasmKernels} was not called. */
 export function unregisterWasmKernels(): void {
   if (saved === null) return;
+  unregisterFused();
   for (const [name, original] of saved) {
     tf.unregisterKernel(name, 'wasm');
     if (original !== undefined) tf.registerKernel(original);
