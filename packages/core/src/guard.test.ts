@@ -1,7 +1,8 @@
+import { countReadBacks } from '@mkor/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 
-import { skipNonFinite } from './guard';
+import { skipCounts, skipNonFinite } from './guard';
 import { applyTransform } from './memory';
 import type { Transform } from './transform';
 
@@ -87,5 +88,91 @@ describe('skipNonFinite', () => {
     expect(without.updates.w).toBe(updates.w);
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([w, updates.w]);
+  });
+});
+
+
+describe("skipNonFinite with decisions: 'device'", () => {
+  it('refuses the same steps as with read-backs, keeps the same tensors, and reads nothing back', () => {
+    const good = { w: tf.tensor1d([1, 2]) };
+    const bad = { w: tf.tensor1d([1, Number.NaN]) };
+    const inf = { w: tf.tensor1d([Number.POSITIVE_INFINITY, 0]) };
+    const run = (decisions: 'read-back' | 'device') => {
+      const guarded = skipNonFinite(accumulate, { decisions });
+      let state = guarded.init({});
+      const before = tf.memory().numTensors;
+      const outputs: number[][] = [];
+      let readBacks = 0;
+      for (const updates of [good, bad, good, inf]) {
+        readBacks += countReadBacks(() => {
+          const result = applyTransform(guarded, updates, state);
+          state = result.state;
+          outputs.push(Array.from(result.updates.w!.dataSync()));
+          if (result.updates.w !== updates.w) result.updates.w!.dispose();
+        });
+      }
+      expect(tf.memory().numTensors).toBe(before);
+      const total = state.inner.total.dataSync()[0];
+      const counts = skipCounts(state);
+      tf.dispose([state.inner.total, ...(state.deviceCounts === undefined ? [] : [state.deviceCounts])]);
+      // Each step reads its update back above (one read); the guard's own read-backs come on top.
+      return { outputs, total, counts, steps: state.inner.steps, guardReadBacks: readBacks - 4 };
+    };
+    const hosted = run('read-back');
+    const device = run('device');
+    expect(device.outputs).toEqual(hosted.outputs);
+    expect(device.total).toBe(6);
+    expect(hosted.total).toBe(6);
+    expect(device.counts).toEqual({ skippedSteps: 2, refusedResults: 0, lastSkipped: true });
+    expect(hosted.counts).toEqual(device.counts);
+    expect(hosted.guardReadBacks).toBe(6);
+    expect(device.guardReadBacks).toBe(0);
+    // The documented difference: plain numbers of the inner state advance on refused device steps.
+    expect(hosted.steps).toBe(2);
+    expect(device.steps).toBe(4);
+    tf.dispose([good.w, bad.w, inf.w]);
+  });
+
+  it('counts a step whose result would overflow as refused, and keeps the state', () => {
+    const squares: Transform<{ total: tf.Tensor }> = {
+      init: () => ({ total: tf.scalar(0) }),
+      update: (updates, state) => ({
+        updates,
+        state: { total: tf.add(state.total, tf.addN(Object.values(updates).map((u) => tf.sum(tf.square(u))))) },
+      }),
+    };
+    const guarded = skipNonFinite(squares, { decisions: 'device' });
+    let state = guarded.init({});
+    const before = tf.memory().numTensors;
+    for (const w of [[3, 4], [1e20, 1], [3, 4]]) {
+      const updates = { w: tf.tensor1d(w) };
+      const result = applyTransform(guarded, updates, state);
+      state = result.state;
+      tf.dispose([updates.w, result.updates.w!]);
+    }
+    expect(state.inner.total.dataSync()[0]).toBe(50);
+    expect(skipCounts(state)).toEqual({ skippedSteps: 1, refusedResults: 1, lastSkipped: false });
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([state.inner.total, state.deviceCounts!]);
+  });
+
+  it('refuses a state holding tensors in something other than plain objects and arrays, and a bad option', () => {
+    class Holder {
+      constructor(readonly tensor: tf.Tensor | null) {}
+    }
+    const mapped: Transform<{ table: Holder }> = {
+      init: () => ({ table: new Holder(null) }),
+      update: (updates) => ({ updates, state: { table: new Holder(tf.clone(updates.w!)) } }),
+    };
+    const guarded = skipNonFinite(mapped, { decisions: 'device' });
+    const state = guarded.init({});
+    const updates = { w: tf.tensor1d([1]) };
+    const before = tf.memory().numTensors;
+    expect(() => applyTransform(guarded, updates, state)).toThrow(
+      "skipNonFinite (decisions 'device'): the state holds tensors inside a Holder; only plain objects and arrays can be chosen on the device",
+    );
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([updates.w, state.deviceCounts!]);
+    expect(() => skipNonFinite(accumulate, { decisions: 'gpu' as never })).toThrow("skipNonFinite: decisions must be one of 'read-back', 'device'");
   });
 });

@@ -1,8 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import { tensorsIn } from './memory';
+import { selectByScalar } from './select';
 import type { TensorMap, Transform, UpdateContext } from './transform';
-import { finiteFlag } from './validation';
+import { checkOneOf, finiteFlag } from './validation';
 
 /** The state of {@link skipNonFinite}: the inner state and what was refused. */
 export interface SkipNonFiniteState<S> {
@@ -17,6 +18,64 @@ export interface SkipNonFiniteState<S> {
   readonly refusedResults: number;
   /** Whether the latest step was refused. */
   readonly lastSkipped: boolean;
+  /**
+   * With `decisions: 'device'`: `[skipped, refused, lastSkipped]` counted on the device (float32),
+   * on top of the numbers above (which then stay as they were at `init`). Read them with
+   * {@link skipCounts}.
+   */
+  readonly deviceCounts?: tf.Tensor1D;
+}
+
+/** Where {@link skipNonFinite} decides whether a step is refused. */
+export type GuardDecisions = 'read-back' | 'device';
+
+/** Options of {@link skipNonFinite}. */
+export interface SkipNonFiniteOptions {
+  /**
+   * `'read-back'` (default): two scalar flags are read back per step and a refused step does not
+   * run the inner transform's bookkeeping at all. `'device'`: nothing is read back — the decision
+   * stays a tensor and every state tensor and update is chosen on the device between the step's
+   * and the previous one (what a GPU backend needs: a read-back there stalls the pipeline, and
+   * WebGPU cannot read synchronously at all). A refused step then leaves every tensor of the
+   * state as it was but, unlike `'read-back'`, lets the inner state's plain numbers advance (step
+   * counters such as Adam's `t`); the counts live on the device until {@link skipCounts} reads them.
+   */
+  readonly decisions?: GuardDecisions;
+}
+
+/**
+ * The counts of a {@link skipNonFinite} state as numbers: with `decisions: 'device'` this reads
+ * back its device counters (one read-back, when you ask); otherwise it only copies them.
+ */
+export function skipCounts(state: SkipNonFiniteState<unknown>): { skippedSteps: number; refusedResults: number; lastSkipped: boolean } {
+  if (state.deviceCounts === undefined) return { skippedSteps: state.skippedSteps, refusedResults: state.refusedResults, lastSkipped: state.lastSkipped };
+  const [skipped, refused, last] = state.deviceCounts.dataSync();
+  return { skippedSteps: state.skippedSteps + (skipped as number), refusedResults: state.refusedResults + (refused as number), lastSkipped: last === 1 };
+}
+
+/**
+ * `flag ? next : previous` through a state tree, on the device: a tensor the step replaced is
+ * chosen entry by entry (`selectByScalar`) when the previous state has one of the same shape and
+ * dtype at the same place; tensors the step kept, tensors new to the tree and every other leaf
+ * (numbers, strings) are the step's.
+ */
+function chooseState(flag: tf.Scalar, previous: unknown, next: unknown): unknown {
+  if (next === previous) return next;
+  if (next instanceof tf.Tensor) {
+    const old = previous instanceof tf.Tensor ? previous : undefined;
+    const comparable = old !== undefined && !old.isDisposed && old.dtype === next.dtype && tf.util.arraysEqual(old.shape, next.shape);
+    return comparable ? selectByScalar(flag, next, old) : next;
+  }
+  if (Array.isArray(next)) return next.map((item, i) => chooseState(flag, Array.isArray(previous) ? previous[i] : undefined, item));
+  if (next !== null && typeof next === 'object' && Object.getPrototypeOf(next) === Object.prototype) {
+    const before = previous !== null && typeof previous === 'object' ? (previous as Record<string, unknown>) : {};
+    return Object.fromEntries(Object.entries(next).map(([key, value]) => [key, chooseState(flag, before[key], value)]));
+  }
+  if (tensorsIn(next).length > 0) {
+    const kind = (next as object).constructor?.name ?? 'object';
+    throw new TypeError(`skipNonFinite (decisions 'device'): the state holds tensors inside a ${kind}; only plain objects and arrays can be chosen on the device`);
+  }
+  return next;
 }
 
 /** One read-back of a bool scalar flag (disposed). */
@@ -64,7 +123,9 @@ function resultFlag(previousState: unknown, updates: TensorMap, state: unknown, 
  * (one fused kernel each where the backend has `FUSED_KERNELS.finiteFlag`) and two scalar
  * read-backs per step (one when the gradients are not finite).
  */
-export function skipNonFinite<S>(transform: Transform<S>): Transform<SkipNonFiniteState<S>> {
+export function skipNonFinite<S>(transform: Transform<S>, options: SkipNonFiniteOptions = {}): Transform<SkipNonFiniteState<S>> {
+  const decisions = checkOneOf('skipNonFinite', 'decisions', options.decisions ?? 'read-back', ['read-back', 'device'] as const);
+  if (decisions === 'device') return skipNonFiniteOnDevice(transform);
   return {
     init: (params) => ({ inner: transform.init(params), skippedSteps: 0, refusedResults: 0, lastSkipped: false }),
     update: (updates, state, context) => {
@@ -83,6 +144,37 @@ export function skipNonFinite<S>(transform: Transform<S>): Transform<SkipNonFini
       return {
         updates: result.updates,
         state: { inner: result.state, skippedSteps: state.skippedSteps, refusedResults: state.refusedResults, lastSkipped: false },
+      };
+    },
+  };
+}
+
+/** {@link skipNonFinite} with `decisions: 'device'`: the same checks, nothing read back. */
+function skipNonFiniteOnDevice<S>(transform: Transform<S>): Transform<SkipNonFiniteState<S>> {
+  return {
+    init: (params) => ({ inner: transform.init(params), skippedSteps: 0, refusedResults: 0, lastSkipped: false, deviceCounts: tf.zeros([3]) as tf.Tensor1D }),
+    update: (updates, state, context) => {
+      const gradientsFinite = finiteFlag(Object.values(updates));
+      // The inner transform runs whatever the gradients hold; what it wrote is discarded below if refused.
+      const result = transform.update(updates, state.inner, context);
+      const resultFinite = resultFlag(state.inner, result.updates, result.state, context);
+      const taken = tf.logicalAnd(gradientsFinite, resultFinite) as tf.Scalar;
+      const chosenUpdates: Record<string, tf.Tensor> = {};
+      for (const [name, u] of Object.entries(result.updates)) chosenUpdates[name] = selectByScalar(taken, u, tf.zerosLike(u));
+      const skipped = tf.sub(1, tf.cast(taken, 'float32'));
+      const refused = tf.cast(tf.logicalAnd(gradientsFinite, tf.logicalNot(resultFinite)), 'float32');
+      const counts = state.deviceCounts ?? (tf.zeros([3]) as tf.Tensor1D);
+      // [skipped, refused] accumulate; lastSkipped is replaced.
+      const deviceCounts = tf.add(tf.mul(counts, tf.tensor1d([1, 1, 0])), tf.stack([skipped, refused, skipped]));
+      return {
+        updates: chosenUpdates,
+        state: {
+          inner: chooseState(taken, state.inner, result.state) as S,
+          skippedSteps: state.skippedSteps,
+          refusedResults: state.refusedResults,
+          lastSkipped: state.lastSkipped,
+          deviceCounts: deviceCounts as tf.Tensor1D,
+        },
       };
     },
   };

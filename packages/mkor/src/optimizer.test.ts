@@ -2,6 +2,7 @@ import { prepareModel } from '@mkor/capture';
 import type { Transform } from '@mkor/core';
 import { sgd } from '@mkor/first-order';
 import { lossRateRule } from '@mkor/hybrid-switch';
+import { countReadBacks } from '@mkor/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
@@ -92,6 +93,75 @@ describe('MkorOptimizer options', () => {
     expect(() => unsaved.minimize(loss)).toThrow(/cannot hold a backend transform of your own; build the optimizer yourself/);
     unsaved.dispose();
     tf.dispose(x);
+    net.dispose();
+  });
+});
+
+
+describe("MkorOptimizer with decisions: 'device'", () => {
+  const x = () => tf.tidy(() => tf.randomNormal([16, 4], 0, 1, 'float32', 3));
+  const y = () => tf.tidy(() => tf.randomNormal([16, 3], 0, 1, 'float32', 4));
+
+  /** Seven steps (a refresh every 2), the one at `poisonedStep` on NaN inputs; weights after each step. */
+  function train(decisions: 'read-back' | 'device', poisonedStep: number) {
+    const net = model();
+    const [inputs, targets] = [x(), y()];
+    const poisoned = tf.tidy(() => tf.mul(inputs, tf.scalar(Number.NaN)));
+    const before = tf.memory().numTensors;
+    const optimizer = new MkorOptimizer(net, { decisions, factorUpdateInterval: 2 });
+    const variables = net.trainableWeights.map((w) => w.read() as tf.Variable);
+    let stepReadBacks = 0;
+    const weights: number[][] = [];
+    for (let step = 0; step < 7; step++) {
+      const input = step === poisonedStep ? poisoned : inputs;
+      const { value, grads } = optimizer.computeGradients(() => tf.losses.meanSquaredError(targets, net.apply(input) as tf.Tensor) as tf.Scalar, variables);
+      stepReadBacks += countReadBacks(() => optimizer.applyGradients(grads));
+      tf.dispose([value, ...Object.values(grads)]);
+      weights.push(variables.flatMap((v) => Array.from(v.dataSync())));
+    }
+    const { totals, metrics } = optimizer;
+    optimizer.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([inputs, targets, poisoned]);
+    net.dispose();
+    return { weights, totals, metrics, stepReadBacks };
+  }
+
+  it('trains to the same weights as with read-backs and reads nothing back during its steps', () => {
+    const hosted = train('read-back', -1);
+    const device = train('device', -1);
+    expect(device.weights).toEqual(hosted.weights);
+    expect(device.totals).toEqual(hosted.totals);
+    expect(hosted.totals.refreshes).toBe(4);
+    expect(hosted.stepReadBacks).toBeGreaterThanOrEqual(14);
+    expect(device.stepReadBacks).toBe(0);
+    // The metrics leave out what only the device knows: the scale factors and device-side events.
+    expect(Object.keys(hosted.metrics!.scaleFactors)).toHaveLength(1);
+    expect(device.metrics!.scaleFactors).toEqual({});
+  });
+
+  it('refuses a NaN step on the device: weights untouched on that step, counted like with read-backs', () => {
+    const hosted = train('read-back', 3);
+    const device = train('device', 3);
+    for (const run of [hosted, device]) {
+      expect(run.weights[3]).toEqual(run.weights[2]);
+      expect(run.weights[4]).not.toEqual(run.weights[3]);
+      expect(run.weights.flat().every(Number.isFinite)).toBe(true);
+    }
+    // Up to the refused step both are the same; after it the device run's step counters (Adam's t,
+    // the refresh schedule) have advanced by one, so the weights differ slightly.
+    expect(device.weights.slice(0, 4)).toEqual(hosted.weights.slice(0, 4));
+    expect(device.totals).toEqual({ ...hosted.totals, refreshes: device.totals.refreshes });
+    expect(device.totals.skippedSteps).toBe(1);
+    expect(device.stepReadBacks).toBe(0);
+  });
+
+  it('refuses decisions with the hybrid switch, and an unknown value', () => {
+    const net = model();
+    expect(() => new MkorOptimizer(net, { decisions: 'device', hybrid: { rule: lossRateRule({ window: 5, threshold: 0.1 }) } })).toThrow(
+      "MkorOptimizer: the hybrid switch reads the loss back every step; decisions 'device' (no read-back) cannot be combined with it",
+    );
+    expect(() => new MkorOptimizer(net, { decisions: 'gpu' as never })).toThrow("MkorOptimizer: decisions must be one of 'read-back', 'device'");
     net.dispose();
   });
 });

@@ -1,4 +1,4 @@
-import { type SkipNonFiniteState, type Transform, chain, skipNonFinite } from '@mkor/core';
+import { type GuardDecisions, type SkipNonFiniteState, type Transform, chain, skipNonFinite } from '@mkor/core';
 import { type HybridSwitchOptions, type HybridSwitchState, type SwitchRule, hasSwitched, hybridSwitch } from '@mkor/hybrid-switch';
 
 import type { LayerSource } from './layers';
@@ -23,6 +23,8 @@ export interface CompositionOptions {
   readonly backend: Transform<unknown>;
   /** Drop the preconditioner (keep the backend) once the rule says so (MKOR-H); the loss is read from `context.loss`. */
   readonly hybrid?: HybridOptions;
+  /** Where the NaN guard decides (`skipNonFinite`'s `decisions`); default `'read-back'`. Not with `hybrid`. */
+  readonly decisions?: GuardDecisions;
 }
 
 /** The preconditioner's state, or the hybrid switch's around it. */
@@ -64,15 +66,18 @@ export function withBackend<P extends { readonly metrics: unknown }>(
   preconditioner: Transform<P>,
   options: CompositionOptions,
 ): SecondOrderTransform<P> {
-  const { backend, hybrid } = options;
+  const { backend, hybrid, decisions } = options;
   checkBackend(where, backend);
+  if (hybrid !== undefined && decisions === 'device') {
+    throw new RangeError(`${where}: the hybrid switch reads the loss back every step; decisions 'device' (no read-back) cannot be combined with it`);
+  }
   let first: Transform<PreconditionerPart<P>> = preconditioner as Transform<PreconditionerPart<P>>;
   if (hybrid !== undefined) {
     if (typeof hybrid !== 'object' || hybrid === null) throw new TypeError(`${where}: hybrid must be { rule, clock?, releaseOnSwitch? }`);
     const { rule, ...switchOptions } = hybrid;
     first = hybridSwitch(preconditioner, rule, switchOptions) as Transform<PreconditionerPart<P>>;
   }
-  const composed = skipNonFinite(chain(first, backend));
+  const composed = skipNonFinite(chain(first, backend), decisions === undefined ? {} : { decisions });
   const preconditionerState = (state: SecondOrderState<P>): P | null => {
     const inner = state.inner[0];
     return isSwitchState(inner) ? inner.secondOrder : inner;
@@ -112,5 +117,9 @@ export function secondOrder(
   const { layers, backend, hybrid, ...loop } = options;
   // The backend is checked before the layers are touched.
   checkBackend(where, backend);
-  return withBackend(where, blockPreconditioner(layers, loop, where, defaultScaling), { backend, ...(hybrid === undefined ? {} : { hybrid }) });
+  return withBackend(where, blockPreconditioner(layers, loop, where, defaultScaling), {
+    backend,
+    ...(hybrid === undefined ? {} : { hybrid }),
+    ...(loop.decisions === undefined ? {} : { decisions: loop.decisions }),
+  });
 }

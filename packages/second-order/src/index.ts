@@ -16,7 +16,7 @@ export { UPDATE_SCALINGS, klClipFactor, scaleLayerUpdates } from './scaling';
 export type { LayerUpdate, ResolvedUpdateScaling, UpdateScaling } from './scaling';
 export { RENAMED_OPTIONS, SECOND_ORDER_OPTION_KEYS, resolveSecondOrderOptions, splitMethodOptions } from './options';
 export type { ResolvedSecondOrderOptions, SecondOrderOptions } from './options';
-export { blockPreconditioner, resolveBlockPreconditionerOptions } from './preconditioner';
+export { blockPreconditioner, readTotals, resolveBlockPreconditionerOptions } from './preconditioner';
 export type {
   BlockPreconditionerOptions,
   BlockPreconditionerState,

@@ -1,5 +1,5 @@
 import { CaptureOptimizer, type CaptureRegistry, type PrepareModelOptions, type PreparableModel } from '@mkor/capture';
-import { checkKnownOptions } from '@mkor/core';
+import { checkKnownOptions, skipCounts } from '@mkor/core';
 import { type BackendOptions, type ResolvedBackend, backendFromConfig, notRebuildable, resolveBackend } from '@mkor/first-order';
 import type { SwitchRule } from '@mkor/hybrid-switch';
 import * as tf from '@tensorflow/tfjs-core';
@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { type BlockChoice, type CurvatureBlock, asBlockChoice } from './block';
 import { type HybridOptions, type SecondOrderState, type SecondOrderTransform, withBackend } from './compose';
 import { RENAMED_OPTIONS, type SecondOrderOptions, resolveSecondOrderOptions } from './options';
-import { type BlockPreconditionerState, type SecondOrderStepMetrics, type SecondOrderTotals, blockPreconditioner } from './preconditioner';
+import { type BlockPreconditionerState, type SecondOrderStepMetrics, type SecondOrderTotals, blockPreconditioner, readTotals } from './preconditioner';
 import type { UpdateScaling } from './scaling';
 
 /** Options of a {@link SecondOrderOptimizer}: the loop's, the backend, the hybrid switch, `maxDim`, and (for the class itself) the blocks. */
@@ -161,10 +161,10 @@ export class SecondOrderOptimizer extends CaptureOptimizer<SecondOrderState> {
   ) {
     const where = new.target.className;
     if (options === null || typeof options !== 'object') throw new TypeError(`${where}: options must be an object, got ${String(options)}`);
-    const { backend, learningRate, maxDim, hybrid, scaling, klClip, gradientScale, collectMetrics, ...methodOptions } = options as SecondOrderOptimizerOptions &
+    const { backend, learningRate, maxDim, hybrid, scaling, klClip, gradientScale, collectMetrics, decisions, ...methodOptions } = options as SecondOrderOptimizerOptions &
       Readonly<Record<string, unknown>>;
     const described = method(where, methodOptions);
-    const given = Object.fromEntries(Object.entries({ scaling, klClip, gradientScale, collectMetrics }).filter(([, value]) => value !== undefined));
+    const given = Object.fromEntries(Object.entries({ scaling, klClip, gradientScale, collectMetrics, decisions }).filter(([, value]) => value !== undefined));
     const loopOptions: Omit<SecondOrderOptions, 'learningRate'> = { ...described.loopDefaults, ...given };
     const firstOrder = resolveBackend(where, { backend, learningRate }, { methodUsesLearningRate: (loopOptions.scaling ?? described.defaultScaling) === 'kl-clip' });
     const loop = resolveSecondOrderOptions(where, { ...loopOptions, learningRate: firstOrder.learningRate }, described.defaultScaling);
@@ -182,7 +182,7 @@ export class SecondOrderOptimizer extends CaptureOptimizer<SecondOrderState> {
           where,
           // Read at the first step: createCapture's layers register during the first forward pass.
           blockPreconditioner(() => capture.secondOrder, { ...loopOptions, learningRate: firstOrder.learningRate, blocks }, where, described.defaultScaling),
-          { backend: firstOrder.backend, ...(hybridOptions === undefined ? {} : { hybrid: hybridOptions }) },
+          { backend: firstOrder.backend, decisions: loop.decisions, ...(hybridOptions === undefined ? {} : { hybrid: hybridOptions }) },
         ),
       {
         statePrefix: described.statePrefix,
@@ -194,6 +194,7 @@ export class SecondOrderOptimizer extends CaptureOptimizer<SecondOrderState> {
           klClip: loop.klClip,
           gradientScale: loop.gradientScale,
           collectMetrics: loop.collectMetrics,
+          decisions: loop.decisions,
           ...firstOrder.config,
           hybrid: hybrid === undefined ? null : 'custom',
           maxDim: maxDim ?? null,
@@ -215,9 +216,13 @@ export class SecondOrderOptimizer extends CaptureOptimizer<SecondOrderState> {
     return state === undefined ? -1 : this.composed.switchedAtStep(state);
   }
 
-  /** Steps refused: their gradients held NaN or Inf, or their result would have (see `refusedResults`). */
+  /**
+   * Steps refused: their gradients held NaN or Inf, or their result would have (see
+   * `refusedResults`). With `decisions: 'device'` reading it reads the device's count back.
+   */
   get skippedSteps(): number {
-    return this.currentState?.skippedSteps ?? 0;
+    const state = this.currentState;
+    return state === undefined ? 0 : skipCounts(state).skippedSteps;
   }
 
   /**
@@ -226,19 +231,20 @@ export class SecondOrderOptimizer extends CaptureOptimizer<SecondOrderState> {
    * batch); included in `skippedSteps`.
    */
   get refusedResults(): number {
-    return this.currentState?.refusedResults ?? 0;
+    const state = this.currentState;
+    return state === undefined ? 0 : skipCounts(state).refusedResults;
   }
 
-  /** Totals since the start: refreshes and events (see `SecondOrderTotals`), and refused steps. */
+  /**
+   * Totals since the start: refreshes and events (see `SecondOrderTotals`), and refused steps. With
+   * `decisions: 'device'` reading them reads the device's counts back (one or two read-backs).
+   */
   get totals(): SecondOrderTotals & { readonly skippedSteps: number; readonly refusedResults: number } {
     const state = this.currentState;
     const preconditioner: BlockPreconditionerState | null = state === undefined ? null : this.composed.preconditionerState(state);
-    return {
-      refreshes: preconditioner?.totals.refreshes ?? 0,
-      events: preconditioner?.totals.events ?? {},
-      skippedSteps: this.skippedSteps,
-      refusedResults: this.refusedResults,
-    };
+    const totals = preconditioner === null ? { refreshes: 0, events: {} } : readTotals(preconditioner);
+    const counts = state === undefined ? { skippedSteps: 0, refusedResults: 0 } : skipCounts(state);
+    return { ...totals, skippedSteps: counts.skippedSteps, refusedResults: counts.refusedResults };
   }
 }
 

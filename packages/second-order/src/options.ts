@@ -1,4 +1,4 @@
-import { type Hyperparameter, checkHyperparameter, checkKnownOptions, checkNumber, checkOneOf } from '@mkor/core';
+import { type GuardDecisions, type Hyperparameter, checkHyperparameter, checkKnownOptions, checkNumber, checkOneOf } from '@mkor/core';
 
 import { type ResolvedUpdateScaling, UPDATE_SCALINGS, type UpdateScaling } from './scaling';
 import type { GradientScale } from './statistics';
@@ -22,10 +22,20 @@ export interface SecondOrderOptions {
   readonly gradientScale?: GradientScale;
   /** Read back the scale factors and events each step for the step's metrics. Default true. */
   readonly collectMetrics?: boolean;
+  /**
+   * Where a step's decisions are made: `'read-back'` (default; the NaN guard reads two flags and
+   * the loop one small vector of events and scale factors per step) or `'device'` (nothing is read
+   * back during a step: the guard chooses on the device, the loop counts the blocks' events on the
+   * device, and the metrics leave out the events only known there and the scale factors; the
+   * totals read the counts when asked). For GPU backends, where every read-back stalls the
+   * pipeline, and WebGPU, which cannot read synchronously. See `skipNonFinite` of `@mkor/core`
+   * for what a refused step does then. Not with the hybrid switch (it reads the loss each step).
+   */
+  readonly decisions?: GuardDecisions;
 }
 
 /** The keys of {@link SecondOrderOptions}, for checking a method's options for unknown ones. */
-export const SECOND_ORDER_OPTION_KEYS: readonly (keyof SecondOrderOptions)[] = ['scaling', 'klClip', 'learningRate', 'gradientScale', 'collectMetrics'];
+export const SECOND_ORDER_OPTION_KEYS: readonly (keyof SecondOrderOptions)[] = ['scaling', 'klClip', 'learningRate', 'gradientScale', 'collectMetrics', 'decisions'];
 
 /** Options renamed in this version, for the hint of an unknown-option error. */
 export const RENAMED_OPTIONS: Readonly<Record<string, string>> = { rescale: 'scaling' };
@@ -34,11 +44,12 @@ export const RENAMED_OPTIONS: Readonly<Record<string, string>> = { rescale: 'sca
 export interface ResolvedSecondOrderOptions extends ResolvedUpdateScaling {
   readonly gradientScale: GradientScale;
   readonly collectMetrics: boolean;
+  readonly decisions: GuardDecisions;
 }
 
 /**
  * Checks the layer loop's options and fills in the defaults (`scaling` the method's
- * `defaultScaling`, κ 0.001, `gradientScale` `'sum'`, metrics on); errors name `where`. The
+ * `defaultScaling`, κ 0.001, `gradientScale` `'sum'`, metrics on, decisions by read-back); errors name `where`. The
  * learning rate is kept only for the KL-clip, which requires it.
  */
 export function resolveSecondOrderOptions(where: string, options: SecondOrderOptions, defaultScaling: UpdateScaling): ResolvedSecondOrderOptions {
@@ -61,6 +72,7 @@ export function resolveSecondOrderOptions(where: string, options: SecondOrderOpt
     learningRate: scaling === 'kl-clip' ? learningRate : undefined,
     gradientScale: checkOneOf(where, 'gradientScale', options.gradientScale ?? 'sum', ['mean', 'sum'] as const),
     collectMetrics,
+    decisions: checkOneOf(where, 'decisions', options.decisions ?? 'read-back', ['read-back', 'device'] as const),
   };
 }
 

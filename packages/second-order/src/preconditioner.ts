@@ -55,6 +55,19 @@ export interface BlockPreconditionerState {
   readonly totals: SecondOrderTotals;
   /** The latest step's metrics; null before the first step and without `collectMetrics`. */
   readonly metrics: SecondOrderStepMetrics | null;
+  /**
+   * With `decisions: 'device'`: how many times each event happened, in the order of the blocks'
+   * event names, counted on the device (float32) on top of `totals.events`. Read with {@link readTotals}.
+   */
+  readonly deviceEvents?: tf.Tensor1D;
+}
+
+/** The totals of a {@link blockPreconditioner} state as numbers; with `decisions: 'device'` this reads its event counts back (one read-back, when asked). */
+export function readTotals(state: BlockPreconditionerState): SecondOrderTotals {
+  if (state.deviceEvents === undefined) return state.totals;
+  const counted = state.deviceEvents.dataSync();
+  const names = Object.keys(state.totals.events);
+  return { refreshes: state.totals.refreshes, events: Object.fromEntries(names.map((name, i) => [name, (state.totals.events[name] ?? 0) + (counted[i] as number)])) };
 }
 
 /** A block preconditioner's options checked: the blocks as a choice, and the loop's options resolved. */
@@ -96,7 +109,8 @@ function readBack(events: readonly tf.Scalar[], factors: readonly tf.Scalar[]): 
  *
  * Statistics come from the step's context (`statisticsOf` of `@mkor/capture`); a layer without
  * fresh statistics keeps its state unless its block changes it on its own schedule. Each step reads
- * back at most once: the blocks' device-side events and, with `collectMetrics`, the scale factors.
+ * back at most once: the blocks' device-side events and, with `collectMetrics`, the scale factors;
+ * with `decisions: 'device'` never (the events are counted on the device, see `deviceEvents`).
  * Chain a first-order transform after it; `secondOrder()` does.
  *
  * @param layers - the second-order layers (`capture.secondOrder`), or a function returning them,
@@ -133,6 +147,7 @@ export function blockPreconditioner(
       ),
       totals: { refreshes: 0, events: Object.fromEntries(eventNames.map((name) => [name, 0])) },
       metrics: null,
+      ...(resolved.decisions === 'device' ? { deviceEvents: tf.zeros([eventNames.length]) as tf.Tensor1D } : {}),
     }),
 
     update: (gradients: TensorMap, state, context) => {
@@ -175,14 +190,13 @@ export function blockPreconditioner(
         const block = blockOf(layer);
         preconditioned.push({ layer, update: block.precondition((next[layer.name] as LayerBlockState).block, gradient, { step: state.step, layer }), gradient });
       }
-      const scaled = scaleLayerUpdates(where, resolved, state.step, preconditioned, resolved.collectMetrics);
+      const scaled = scaleLayerUpdates(where, resolved, state.step, preconditioned, resolved.collectMetrics && resolved.decisions === 'read-back');
       const updates: Record<string, tf.Tensor> = { ...gradients };
       preconditioned.forEach(({ layer }, i) => Object.assign(updates, splitLayerUpdate(layer, scaled.updates[i] as tf.Tensor2D)));
-      const read = readBack(
-        pending.map((p) => p.flag),
-        resolved.collectMetrics ? scaled.factors : [],
-      );
-      const happened = [...known, ...pending.filter((_, i) => read.events[i] !== 0)];
+      const onDevice = resolved.decisions === 'device';
+      const read = onDevice ? { events: [], factors: [] } : readBack(pending.map((p) => p.flag), resolved.collectMetrics ? scaled.factors : []);
+      const happened = [...known, ...(onDevice ? [] : pending.filter((_, i) => read.events[i] !== 0))];
+      const deviceEvents = onDevice ? countOnDevice(state.deviceEvents, eventNames, pending) : undefined;
       const preconditionMs = performance.now() - preconditionStart;
 
       const events = Object.fromEntries(eventNames.map((name) => [name, happened.filter((e) => e.name === name).map((e) => e.layer)]));
@@ -206,8 +220,20 @@ export function blockPreconditioner(
             events: Object.fromEntries(eventNames.map((name) => [name, (state.totals.events[name] ?? 0) + (events[name] as string[]).length])),
           },
           metrics,
+          ...(deviceEvents === undefined ? {} : { deviceEvents }),
         },
       };
     },
   };
+}
+
+/** `previous` plus, for each event name, how many of this step's device flags for it are set. */
+function countOnDevice(previous: tf.Tensor1D | undefined, eventNames: readonly string[], pending: readonly { name: string; flag: tf.Scalar }[]): tf.Tensor1D {
+  const start = previous ?? (tf.zeros([eventNames.length]) as tf.Tensor1D);
+  if (pending.length === 0 || eventNames.length === 0) return start;
+  const counts = eventNames.map((name) => {
+    const flags = pending.filter((p) => p.name === name).map((p) => tf.cast(p.flag, 'float32'));
+    return flags.length === 0 ? tf.scalar(0) : flags.length === 1 ? (flags[0] as tf.Scalar) : tf.addN(flags);
+  });
+  return tf.add(start, tf.stack(counts)) as tf.Tensor1D;
 }
