@@ -37,11 +37,25 @@ export function fusedKernelsSupported(): boolean {
 /** One instance per memory: tfjs-backend-wasm has one memory for the life of the page/process. */
 const instances = new WeakMap<WebAssembly.Memory, FusedExports>();
 
-function fusedExports(backend: WasmBackendInternals): FusedExports {
-  const memory = backend.wasm.asm?.memory;
+/**
+ * The backend's memory, as the fused kernels see it: read `.buffer` afresh after any allocation
+ * (growth replaces it; the threaded build's `HEAPU8` is only refreshed lazily, so it is not used).
+ */
+function memoryOf(backend: WasmBackendInternals): WebAssembly.Memory {
+  // The unthreaded builds export their memory (asm.memory); the threaded build creates a shared
+  // one and imports it (wasmMemory).
+  const memory = backend.wasm.asm?.memory ?? backend.wasm.wasmMemory;
   if (!(memory instanceof WebAssembly.Memory)) {
-    throw new Error('wasm-kernels: tfjs-backend-wasm does not expose its memory (wasm.asm.memory), which the fused kernels need');
+    throw new Error(
+      'wasm-kernels: this tfjs-backend-wasm exposes neither wasm.asm.memory nor wasm.wasmMemory, which the fused kernels run on; ' +
+        'register without them: registerWasmKernels({ fused: false })',
+    );
   }
+  return memory;
+}
+
+function fusedExports(backend: WasmBackendInternals): FusedExports {
+  const memory = memoryOf(backend);
   let found = instances.get(memory);
   if (found === undefined) {
     const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
@@ -86,14 +100,14 @@ function numberedInputs(inputs: NamedTensorInfoMap): TensorInfo[] {
 
 /** A float32 scalar read straight from the heap (the wasm backend computes synchronously: no stall). */
 function scalarOf(backend: WasmBackendInternals, t: TensorInfo): number {
-  return new Float32Array(backend.wasm.HEAPU8.buffer, byteOffsetOf(backend, t), 1)[0]!;
+  return new Float32Array(memoryOf(backend).buffer, byteOffsetOf(backend, t), 1)[0]!;
 }
 
 function writeScalar(backend: WasmBackendInternals, value: number, dtype: 'float32' | 'bool'): TensorInfo {
   const out = backend.makeOutput([], dtype);
   const at = byteOffsetOf(backend, out);
-  if (dtype === 'bool') backend.wasm.HEAPU8[at] = value;
-  else new Float32Array(backend.wasm.HEAPU8.buffer, at, 1)[0] = value;
+  if (dtype === 'bool') new Uint8Array(memoryOf(backend).buffer, at, 1)[0] = value;
+  else new Float32Array(memoryOf(backend).buffer, at, 1)[0] = value;
   return out;
 }
 
@@ -128,7 +142,7 @@ const euclideanNorms: KernelFunc = ({ inputs, backend }: KernelArgs) => {
   checkFloat32(FUSED_KERNELS.euclideanNorms, all);
   const norms = all.map((t) => norm(fused, wasm, t));
   const out = wasm.makeOutput([norms.length], 'float32');
-  new Float32Array(wasm.wasm.HEAPU8.buffer, byteOffsetOf(wasm, out), norms.length).set(norms);
+  new Float32Array(memoryOf(wasm).buffer, byteOffsetOf(wasm, out), norms.length).set(norms);
   return out;
 };
 
@@ -145,7 +159,7 @@ const rescaleToNorm: KernelFunc = ({ inputs, backend }: KernelArgs) => {
   const at = byteOffsetOf(wasm, rescaled);
   if (Number.isFinite(factor) && factor > 0) fused.scale(at, byteOffsetOf(wasm, update), n, factor);
   else if (Number.isFinite(gradientNorm)) fused.scale(at, byteOffsetOf(wasm, gradient), n, 1);
-  else wasm.wasm.HEAPU8.fill(0, at, at + 4 * n);
+  else new Uint8Array(memoryOf(wasm).buffer, at, 4 * n).fill(0);
   return [rescaled, writeScalar(wasm, factor, 'float32')];
 };
 
@@ -208,7 +222,7 @@ const denseRefresh: KernelFunc = ({ inputs, backend, attrs }: KernelArgs) => {
   }
   const { stabilize, epsilon, zeta, norm, form, gamma } = attrs as Record<'stabilize' | 'epsilon' | 'zeta' | 'norm' | 'form' | 'gamma', number>;
   const f = Math.fround;
-  const heap = () => wasm.wasm.HEAPU8.buffer;
+  const heap = () => memoryOf(wasm).buffer;
   const { w, inverseScaleSquared } = scaledByPowerOfTwo(new Float32Array(heap(), byteOffsetOf(wasm, v), d));
   // Scratch on the heap: w, P·w, the row sums of |P|, the row maxima of |P|, then u.
   const scratch = wasm.makeOutput([5 * d], 'float32');

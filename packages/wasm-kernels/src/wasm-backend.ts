@@ -6,8 +6,11 @@ import type { DataId, DataType, TensorInfo } from '@tensorflow/tfjs-core';
 
 /** The part of `BackendWasm` (tfjs-backend-wasm 4.22) the kernels rely on. */
 export interface WasmBackendInternals {
-  /** The emscripten module: its heap, and (`asm.memory`) the WebAssembly.Memory the fused kernels import. */
-  readonly wasm: { readonly HEAPU8: Uint8Array; readonly asm?: { readonly memory?: unknown } };
+  /**
+   * The emscripten module: its heap, and the WebAssembly.Memory the fused kernels import —
+   * `asm.memory` in the unthreaded builds (exported), `wasmMemory` in the threaded one (imported).
+   */
+  readonly wasm: { readonly HEAPU8: Uint8Array; readonly asm?: { readonly memory?: unknown }; readonly wasmMemory?: unknown };
   readonly dataIdMap: { get(dataId: DataId): { memoryOffset: number } | undefined };
   makeOutput(shape: number[], dtype: DataType): TensorInfo;
   disposeData(dataId: DataId): boolean;
