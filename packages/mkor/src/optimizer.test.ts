@@ -102,10 +102,14 @@ describe("MkorOptimizer with decisions: 'device'", () => {
   const x = () => tf.tidy(() => tf.randomNormal([16, 4], 0, 1, 'float32', 3));
   const y = () => tf.tidy(() => tf.randomNormal([16, 3], 0, 1, 'float32', 4));
 
+  /** A layer wide enough for low-rank factors (`factors: 'auto'`, d > 128 on both sides). */
+  const wide = () =>
+    tfl.sequential({ layers: [tfl.layers.dense({ units: 130, inputShape: [140], kernelInitializer: tfl.initializers.glorotUniform({ seed: 2 }) })] });
+
   /** Seven steps (a refresh every 2), the one at `poisonedStep` on NaN inputs; weights after each step. */
-  function train(decisions: 'read-back' | 'device', poisonedStep: number) {
-    const net = model();
-    const [inputs, targets] = [x(), y()];
+  function train(decisions: 'read-back' | 'device', poisonedStep: number, make: () => tfl.Sequential = model) {
+    const net = make();
+    const [inputs, targets] = make === model ? [x(), y()] : [tf.randomNormal([16, 140], 0, 1, 'float32', 5), tf.randomNormal([16, 130], 0, 1, 'float32', 6)];
     const poisoned = tf.tidy(() => tf.mul(inputs, tf.scalar(Number.NaN)));
     const before = tf.memory().numTensors;
     const optimizer = new MkorOptimizer(net, { decisions, factorUpdateInterval: 2 });
@@ -138,6 +142,14 @@ describe("MkorOptimizer with decisions: 'device'", () => {
     // The metrics leave out what only the device knows: the scale factors and device-side events.
     expect(Object.keys(hosted.metrics!.scaleFactors)).toHaveLength(1);
     expect(device.metrics!.scaleFactors).toEqual({});
+  });
+
+  it('does the same with low-rank factors', () => {
+    const hosted = train('read-back', -1, wide);
+    const device = train('device', -1, wide);
+    expect(device.weights).toEqual(hosted.weights);
+    expect(device.totals).toEqual(hosted.totals);
+    expect(device.stepReadBacks).toBe(0);
   });
 
   it('refuses a NaN step on the device: weights untouched on that step, counted like with read-backs', () => {
