@@ -14,11 +14,9 @@ import plainWasm from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm
 import simdWasm from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm?url';
 import threadedSimdWasm from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm?url';
 import { createMkorKernels } from '@mkor/gpujs-kernels';
-import { type InverseFactor as TensorFactor, applyInverseFactor, updateInverseFactor } from '@mkor/sherman-morrison';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { type Problem, operations } from './gpujs-problems';
-import type { InverseFactor } from '@mkor/gpujs-kernels';
+import { type PreparedProblem, type Problem, operations, prepareGpujs, prepareTfjs } from './gpujs-problems';
 
 setWasmPaths({ 'tfjs-backend-wasm.wasm': plainWasm, 'tfjs-backend-wasm-simd.wasm': simdWasm, 'tfjs-backend-wasm-threaded-simd.wasm': threadedSimdWasm });
 
@@ -63,46 +61,19 @@ function median(run: () => void, smoke: boolean): number {
   return samples[Math.floor(samples.length / 2)] as number;
 }
 
-function gpujs(problem: Problem, smoke: boolean): BrowserResult {
-  let results: Float32Array[] = [];
-  const run = (): void => {
-    results = [
-      ...problem.refresh.map(({ inverse, v }) => kernels.refreshInverse(inverse, v, { form: 'exact', gamma: 0.95, checkFinite: false }).data),
-      ...problem.precondition.map(({ input, gradient, output }) => kernels.precondition(input, gradient, output, { checkFinite: false }).data),
-    ];
-  };
-  const ms = median(run, smoke);
-  return { name: `Chromium gpu.js ${kernels.mode}`, ms, results: results.map(base64) };
+/** One implementation on the problem: median ms and its results. */
+function timed(name: string, prepared: PreparedProblem, smoke: boolean): BrowserResult {
+  const ms = median(prepared.run, smoke);
+  const results = prepared.results().map(base64);
+  prepared.dispose();
+  return { name, ms, results };
 }
-
-const toTensorFactor = (factor: InverseFactor): TensorFactor =>
-  'basis' in factor
-    ? { scale: tf.scalar(factor.scale), basis: tf.tensor2d(factor.basis.data, [factor.basis.rows, factor.basis.columns]), weights: tf.tensor1d(factor.weights) }
-    : tf.tensor2d(factor.data, [factor.rows, factor.columns]);
 
 async function tfjs(backend: 'webgl' | 'wasm', problem: Problem, smoke: boolean): Promise<BrowserResult> {
   if (!(await tf.setBackend(backend))) throw new Error(`the ${backend} backend failed to start`);
   await tf.ready();
   if (backend === 'webgl' && !tf.env().getBool('WEBGL_RENDER_FLOAT32_ENABLED')) throw new Error('webgl renders to half floats only here');
-  const refresh = problem.refresh.map(({ inverse, v }) => ({ inverse: tf.tensor2d(inverse.data, [inverse.rows, inverse.columns]), v: tf.tensor1d(v) }));
-  const precondition = problem.precondition.map(({ input, gradient, output }) => ({ input: toTensorFactor(input), gradient: tf.tensor2d(gradient.data, [gradient.rows, gradient.columns]), output: toTensorFactor(output) }));
-  let outputs: tf.Tensor[] = [];
-  const run = (): void => {
-    tf.dispose(outputs);
-    outputs = [
-      ...refresh.map(({ inverse, v }) => updateInverseFactor(inverse, v, { form: 'exact', gamma: 0.95, checkFinite: false })),
-      ...precondition.map(({ input, gradient, output }) => tf.tidy(() => applyInverseFactor(output, applyInverseFactor(input, gradient, 'left'), 'right'))),
-    ];
-    for (const output of outputs) {
-      const first = tf.slice(output, [0, 0], [1, 1]);
-      first.dataSync();
-      first.dispose();
-    }
-  };
-  const ms = median(run, smoke);
-  const results = outputs.map((output) => base64(output.dataSync() as Float32Array));
-  tf.dispose([outputs, refresh, precondition] as unknown as tf.TensorContainer);
-  return { name: `Chromium tfjs ${backend}`, ms, results };
+  return timed(`Chromium tfjs ${backend}`, prepareTfjs(problem), smoke);
 }
 
 async function gpujsBenchmark(request: BrowserRequest): Promise<BrowserResult[]> {
@@ -116,7 +87,7 @@ async function gpujsBenchmark(request: BrowserRequest): Promise<BrowserResult[]>
       outcome.push({ name, results: [] });
       continue;
     }
-    outcome.push(name.includes('gpu.js') ? gpujs(problem, request.smoke) : await tfjs(name.endsWith('webgl') ? 'webgl' : 'wasm', problem, request.smoke));
+    outcome.push(name.includes('gpu.js') ? timed(`Chromium gpu.js ${kernels.mode}`, prepareGpujs(kernels, problem), request.smoke) : await tfjs(name.endsWith('webgl') ? 'webgl' : 'wasm', problem, request.smoke));
   }
   return outcome;
 }

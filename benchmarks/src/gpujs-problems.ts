@@ -2,7 +2,9 @@
  * The problems of benchmark `gpujs` (`gpujs.ts`), built the same way in Node and in the Chromium
  * page (`gpujs-page.ts`) from seeds, so only their indices cross between the two.
  */
-import type { Float32Matrix, InverseFactor, LowRankFactor } from '@mkor/gpujs-kernels';
+import type { Float32Matrix, InverseFactor, LowRankFactor, MkorKernels } from '@mkor/gpujs-kernels';
+import { type InverseFactor as TensorFactor, applyInverseFactor, updateInverseFactor } from '@mkor/sherman-morrison';
+import * as tf from '@tensorflow/tfjs-core';
 
 /** An implementation slower than this (ms) at one size is not run at sizes its growth puts above it. */
 export const BUDGET_MS = 3000;
@@ -151,4 +153,60 @@ export function relativeDifference(results: readonly Float32Array[], reference: 
 /** Whether an implementation whose slowest call so far took `slowest.ms` on `slowest.work` would exceed {@link BUDGET_MS} on `work`. */
 export function overBudget(slowest: { readonly ms: number; readonly work: number } | undefined, work: number): boolean {
   return slowest !== undefined && slowest.ms > BUDGET_MS && (slowest.ms * work) / slowest.work > BUDGET_MS;
+}
+
+/** A problem made ready for one implementation: the timed call, its latest results, and the clean-up. */
+export interface PreparedProblem {
+  run(): void;
+  results(): Float32Array[];
+  dispose(): void;
+}
+
+/** The problem with `@mkor/gpujs-kernels` (finite checks off, as tfjs's ops check nothing). */
+export function prepareGpujs(kernels: MkorKernels, problem: Problem): PreparedProblem {
+  let results: Float32Array[] = [];
+  const run = (): void => {
+    results = [
+      ...problem.refresh.map(({ inverse, v }) => kernels.refreshInverse(inverse, v, { form: 'exact', gamma: 0.95, checkFinite: false }).data),
+      ...problem.precondition.map(({ input, gradient, output }) => kernels.precondition(input, gradient, output, { checkFinite: false }).data),
+    ];
+  };
+  return { run, results: () => results, dispose: () => undefined };
+}
+
+const toTensorFactor = (factor: InverseFactor): TensorFactor =>
+  'basis' in factor
+    ? { scale: tf.scalar(factor.scale), basis: tf.tensor2d(factor.basis.data, [factor.basis.rows, factor.basis.columns]), weights: tf.tensor1d(factor.weights) }
+    : tf.tensor2d(factor.data, [factor.rows, factor.columns]);
+
+/**
+ * The problem with tfjs's ops on the current backend: inputs uploaded once; each call runs
+ * `updateInverseFactor` / `applyInverseFactor` on both sides and waits for the results (one
+ * element of each read back).
+ */
+export function prepareTfjs(problem: Problem): PreparedProblem {
+  const refresh = problem.refresh.map(({ inverse, v }) => ({ inverse: tf.tensor2d(inverse.data, [inverse.rows, inverse.columns]), v: tf.tensor1d(v) }));
+  const precondition = problem.precondition.map(({ input, gradient, output }) => ({
+    input: toTensorFactor(input),
+    gradient: tf.tensor2d(gradient.data, [gradient.rows, gradient.columns]),
+    output: toTensorFactor(output),
+  }));
+  let outputs: tf.Tensor[] = [];
+  const run = (): void => {
+    tf.dispose(outputs);
+    outputs = [
+      ...refresh.map(({ inverse, v }) => updateInverseFactor(inverse, v, { form: 'exact', gamma: 0.95, checkFinite: false })),
+      ...precondition.map(({ input, gradient, output }) => tf.tidy(() => applyInverseFactor(output, applyInverseFactor(input, gradient, 'left'), 'right'))),
+    ];
+    for (const output of outputs) {
+      const first = tf.slice(output, [0, 0], [1, 1]);
+      first.dataSync();
+      first.dispose();
+    }
+  };
+  return {
+    run,
+    results: () => outputs.map((output) => output.dataSync() as Float32Array),
+    dispose: () => tf.dispose([outputs, refresh, precondition] as unknown as tf.TensorContainer),
+  };
 }

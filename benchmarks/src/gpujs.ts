@@ -30,13 +30,11 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import { useEngine } from '@mkor/engine';
-import { type InverseFactor, type KernelMode, createMkorKernels } from '@mkor/gpujs-kernels';
-import { type InverseFactor as TensorFactor, applyInverseFactor, updateInverseFactor } from '@mkor/sherman-morrison';
-import * as tf from '@tensorflow/tfjs-core';
+import { type KernelMode, createMkorKernels } from '@mkor/gpujs-kernels';
 
 import { describeEnvironment, environmentTable, formatNumber, markdownTable, measure, parseOptions, publishReport } from './lib';
 import type { BrowserRequest, BrowserResult } from './gpujs-page';
-import { BUDGET_MS, type Problem, operations, overBudget, relativeDifference } from './gpujs-problems';
+import { BUDGET_MS, type PreparedProblem, type Problem, operations, overBudget, prepareGpujs, prepareTfjs, relativeDifference } from './gpujs-problems';
 
 // headless-gl needs an X display: re-run under xvfb-run when there is none and it is installed.
 if (process.env.DISPLAY === undefined && process.env.MKOR_GPUJS_UNDER_XVFB === undefined && spawnSync('which', ['xvfb-run']).status === 0) {
@@ -53,64 +51,15 @@ const OPERATIONS = operations(smoke);
 const CHROMIUM = '/usr/bin/chromium';
 const repeatsFor = (milliseconds: number) => (smoke ? { warmup: 0, repeats: 2 } : milliseconds > 500 ? { warmup: 0, repeats: 3 } : { warmup: 1, repeats: 7 });
 
-/** An implementation: prepares a problem (uploads), returns the timed call and its results. */
+/** An implementation: prepares a problem for its timed call. */
 interface Contender {
   readonly name: string;
-  prepare(problem: Problem): { run(): void; results(): Float32Array[]; dispose(): void };
+  prepare(problem: Problem): PreparedProblem;
 }
 
 function gpujsContender(mode: KernelMode): Contender {
   const kernels = createMkorKernels({ mode });
-  return {
-    name: `gpu.js ${kernels.mode}`,
-    prepare(problem) {
-      let results: Float32Array[] = [];
-      const run = (): void => {
-        results = [
-          ...problem.refresh.map(({ inverse, v }) => kernels.refreshInverse(inverse, v, { form: 'exact', gamma: 0.95, checkFinite: false }).data),
-          ...problem.precondition.map(({ input, gradient, output }) => kernels.precondition(input, gradient, output, { checkFinite: false }).data),
-        ];
-      };
-      return { run, results: () => results, dispose: () => undefined };
-    },
-  };
-}
-
-const toTensorFactor = (factor: InverseFactor): TensorFactor =>
-  'basis' in factor
-    ? { scale: tf.scalar(factor.scale), basis: tf.tensor2d(factor.basis.data, [factor.basis.rows, factor.basis.columns]), weights: tf.tensor1d(factor.weights) }
-    : tf.tensor2d(factor.data, [factor.rows, factor.columns]);
-
-function tfjsContender(engine: 'wasm' | 'wasm-native' | 'cpu'): Contender {
-  return {
-    name: `tfjs ${engine}`,
-    prepare(problem) {
-      const refresh = problem.refresh.map(({ inverse, v }) => ({ inverse: tf.tensor2d(inverse.data, [inverse.rows, inverse.columns]), v: tf.tensor1d(v) }));
-      const precondition = problem.precondition.map(({ input, gradient, output }) => ({
-        input: toTensorFactor(input),
-        gradient: tf.tensor2d(gradient.data, [gradient.rows, gradient.columns]),
-        output: toTensorFactor(output),
-      }));
-      let outputs: tf.Tensor[] = [];
-      const run = (): void => {
-        tf.dispose(outputs);
-        outputs = [
-          ...refresh.map(({ inverse, v }) => updateInverseFactor(inverse, v, { form: 'exact', gamma: 0.95, checkFinite: false })),
-          ...precondition.map(({ input, gradient, output }) => tf.tidy(() => applyInverseFactor(output, applyInverseFactor(input, gradient, 'left'), 'right'))),
-        ];
-        for (const output of outputs) {
-          const first = tf.slice(output, [0, 0], [1, 1]);
-          first.dataSync();
-          first.dispose();
-        }
-      };
-      return {
-        run,
-        results: () => outputs.map((output) => output.dataSync() as Float32Array),
-        dispose: () => tf.dispose([outputs, refresh, precondition] as unknown as tf.TensorContainer),
-      };
-    },
-  };
+  return { name: `gpu.js ${kernels.mode}`, prepare: (problem) => prepareGpujs(kernels, problem) };
 }
 
 /** A measured time and the result's relative difference from tfjs wasm's, or why not measured. */
@@ -167,7 +116,7 @@ engines.push('cpu');
 for (const engine of engines) {
   const choice = await useEngine(engine, { log: () => undefined });
   if (choice.engine !== engine) throw new Error(`tfjs ${engine} did not start: ${choice.reason}`);
-  runContender(tfjsContender(engine));
+  runContender({ name: `tfjs ${engine}`, prepare: prepareTfjs });
 }
 const gpujsModes: KernelMode[] = ['cpu', 'webasm', 'headlessgl'];
 for (const mode of gpujsModes) {
