@@ -1,6 +1,7 @@
 /**
- * `@mkor/gpujs-kernels` in Chromium: runs the package's tests in the page (gpu.js WebGL 2 and
- * WebGL through SwiftShader, and cpu mode) as a child `vitest run --config
+ * `@mkor/gpujs-kernels` in Chromium: runs the package's tests in the page (gpu.js WebGL 2 through
+ * SwiftShader, and cpu mode; WebGL 1 fails to compile the preconditioning kernels there, see the
+ * package's test) as a child `vitest run --config
  * test/browser/gpujs-vitest.config.ts` (vitest browser mode, Debian's Chromium through playwright),
  * and checks from its JSON report that every test ran in each mode and passed. Chromium missing is
  * an error; `MKOR_SKIP_BROWSER=1` skips this, saying so.
@@ -28,7 +29,7 @@ interface JsonReport {
 }
 
 describe.skipIf(skipBrowser)('the gpu.js kernels in Chromium', () => {
-  it('pass every test in WebGL 2, WebGL and cpu mode', async () => {
+  it('pass every test in WebGL 2 and cpu mode', async () => {
     requireChromium();
     const folder = mkdtempSync(join(tmpdir(), 'mkor-gpujs-tests-'));
     const reportFile = join(folder, 'report.json');
@@ -48,7 +49,7 @@ describe.skipIf(skipBrowser)('the gpu.js kernels in Chromium', () => {
       // Only the Node-only test (how to get headless-gl) is skipped in a browser.
       const notPassed = results.filter((test) => test.status !== 'passed').map((test) => `${test.fullName}: ${test.status}`);
       expect(notPassed).toEqual(['createMkorKernels says how to get headless-gl when it is missing: skipped']);
-      for (const mode of ['webgl2', 'webgl', 'cpu']) {
+      for (const mode of ['webgl2', 'cpu']) {
         const passed = results.filter((test) => test.status === 'passed' && test.fullName.includes(`mode ${mode} `));
         // Each mode runs the same 58 tests; a run that collected fewer would pass the checks above.
         expect(passed.length, `tests passed in mode ${mode}`).toBe(58);
