@@ -3,9 +3,8 @@
 /**
  * The Chromium page of benchmark `gpujs` (`gpujs.ts` serves it with Vite and drives it with
  * playwright-core): the same problems (`gpujs-problems.ts`) computed with gpu.js in WebGL 2 and
- * with tfjs on its webgl and wasm backends (tfjs-backend-wasm as shipped, threaded where the page
- * is cross-origin isolated: `@mkor/wasm-kernels`' fused kernels need an unthreaded build), timed in
- * the page. Exposes `gpujsBenchmark(request)`
+ * with tfjs on its webgl and wasm backends (tfjs-backend-wasm as shipped, without
+ * `@mkor/wasm-kernels`; threaded where the page is cross-origin isolated), timed in the page. Exposes `gpujsBenchmark(request)`
  * and `gpujsRenderer` on `globalThis`.
  */
 import '@tensorflow/tfjs-backend-webgl';
