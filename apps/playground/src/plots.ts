@@ -1,9 +1,9 @@
 /**
- * The page's charts as SVG text, drawn with the benchmarks' chart writer (`lineChart`,
+ * The page's charts as SVG text, drawn with `@mkor/svg-charts` (`lineChart`,
  * `barChart`): loss against step and against seconds (MKOR-H's switch drawn as a vertical line),
  * and the mean per-step cost split.
  */
-import { type LineSeries, barChart, lineChart } from '@mkor/benchmarks/src/lib/svg';
+import { type LineSeries, barChart, lineChart } from '@mkor/svg-charts';
 
 import type { OptimizerRun } from './train';
 

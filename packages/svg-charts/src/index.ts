@@ -1,6 +1,7 @@
 /**
- * A small SVG chart writer for the reports: line charts (linear or logarithmic axes) and grouped
- * or stacked bar charts, as self-contained SVG text (no fonts, scripts or external files).
+ * A small SVG chart writer, shared by the benchmarks' reports and the playground page: line charts
+ * (linear or logarithmic axes) and grouped or stacked bar charts, as self-contained SVG text (no
+ * fonts, scripts or external files), so the same text goes into a report file or a page's DOM.
  */
 
 /** One line of a {@link lineChart}: points `[x, y]`, drawn in the order given. */
