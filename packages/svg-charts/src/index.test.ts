@@ -51,4 +51,11 @@ describe('barChart', () => {
     expect(twoP).toBeCloseTo(2 * oneP, 0);
     expect(twoQ).toBe(0);
   });
+
+  it('slants category labels only when they are wider than their slot', () => {
+    const chart = (categories: string[]) => barChart({ title: 't', yLabel: 'ms', categories, series: [{ name: 'p', values: categories.map(() => 1) }] });
+    expect(chart(['a', 'b'])).not.toContain('rotate(-25');
+    const long = Array.from({ length: 8 }, (_, i) => `a rather long category ${i}`);
+    expect(chart(long).match(/rotate\(-25 /g)).toHaveLength(8);
+  });
 });
