@@ -1,9 +1,10 @@
 /**
- * The page's charts as SVG text, drawn with the benchmarks' chart writer (`lineChart`,
- * `barChart`): loss against step and against seconds (MKOR-H's switch drawn as a vertical line),
- * and the mean per-step cost split.
+ * The page's charts as SVG text, drawn with `@mkor/svg-charts` (`lineChart`, `barChart`): loss
+ * against step and against seconds (MKOR-H's switch drawn as a vertical line), the mean per-step
+ * cost split (of this run, next to earlier runs on other engines), and the spectra of one layer's
+ * inverse factors in MKOR's run.
  */
-import { type LineSeries, barChart, lineChart } from '@mkor/benchmarks/src/lib/svg';
+import { type LineSeries, barChart, lineChart } from '@mkor/svg-charts';
 
 import type { OptimizerRun } from './train';
 
@@ -39,17 +40,53 @@ function meanMs(run: OptimizerRun, part: (record: OptimizerRun['records'][number
   return run.records.length === 0 ? 0 : run.records.reduce((sum, record) => sum + part(record), 0) / run.records.length;
 }
 
-/** The mean per-step cost of each run, stacked: factor refresh, preconditioning, and the rest of the step. */
-export function costChart(runs: readonly OptimizerRun[]): string {
+/** Runs that trained on one engine (e.g. wasm with tfjs's kernels), under the label the cost chart gives them. */
+export interface EngineRuns {
+  readonly engine: string;
+  readonly runs: readonly OptimizerRun[];
+}
+
+/**
+ * The mean per-step cost of each run, stacked: factor refresh, preconditioning, and the rest of
+ * the step; with runs of more than one engine, each bar is labelled `<optimizer> · <engine>`.
+ */
+export function costChart(groups: readonly EngineRuns[]): string {
+  const bars = groups.flatMap(({ engine, runs }) => runs.map((run) => ({ label: groups.length > 1 ? `${run.name} · ${engine}` : run.name, run })));
   return barChart({
-    title: 'Mean cost of a step',
+    title: groups.length > 1 ? 'Mean cost of a step, by engine' : 'Mean cost of a step',
     yLabel: 'milliseconds per step',
-    categories: runs.map((run) => run.name),
+    categories: bars.map((bar) => bar.label),
     stacked: true,
     series: [
-      { name: 'forward, backward, update', values: runs.map((run) => meanMs(run, (r) => Math.max(0, r.stepMs - r.factorMs - r.preconditionMs))) },
-      { name: 'factor refresh', values: runs.map((run) => meanMs(run, (r) => r.factorMs)) },
-      { name: 'preconditioning', values: runs.map((run) => meanMs(run, (r) => r.preconditionMs)) },
+      { name: 'forward, backward, update', values: bars.map(({ run }) => meanMs(run, (r) => Math.max(0, r.stepMs - r.factorMs - r.preconditionMs))) },
+      { name: 'factor refresh', values: bars.map(({ run }) => meanMs(run, (r) => r.factorMs)) },
+      { name: 'preconditioning', values: bars.map(({ run }) => meanMs(run, (r) => r.preconditionMs)) },
     ],
+  });
+}
+
+/**
+ * The eigenvalues of one layer's inverse factors `R⁻¹` and `L⁻¹` in MKOR's run (MKOR-H's when MKOR
+ * did not train), largest first on a logarithmic axis, at the first and the latest reading; an
+ * empty string when no run recorded any.
+ */
+export function spectrumChart(runs: readonly OptimizerRun[]): string {
+  const run = [...runs].sort((a, b) => Number(b.name === 'MKOR') - Number(a.name === 'MKOR')).find((candidate) => candidate.spectra.length > 0);
+  if (run === undefined) return '';
+  const readings = run.spectra.length > 1 ? [run.spectra[0], run.spectra.at(-1)] : [run.spectra[0]];
+  const series = readings.flatMap((reading) =>
+    reading === undefined
+      ? []
+      : [
+          { name: `R⁻¹ (${reading.input.length}), step ${reading.step}`, points: reading.input.map((value, i) => [i + 1, value] as const) },
+          { name: `L⁻¹ (${reading.output.length}), step ${reading.step}`, points: reading.output.map((value, i) => [i + 1, value] as const) },
+        ],
+  );
+  return lineChart({
+    title: `${run.name}: spectra of layer ${readings[0]?.layer ?? ''}'s inverse factors`,
+    xLabel: 'eigenvalue number, largest first',
+    yLabel: 'eigenvalue',
+    logY: true,
+    series,
   });
 }

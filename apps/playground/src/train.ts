@@ -1,14 +1,18 @@
 /**
- * Training side by side: every chosen optimizer trains its own copy of the MLP (same seed, so the
+ * Training side by side: every chosen optimizer trains its own copy of the model (same seed, so the
  * same initial weights) on the same batches, one step each in turn, so all curves grow together.
  * Each step is timed from the call to `minimize` until its loss is on the host (which waits for
  * the device: on webgl and webgpu that is where the queued work is paid for), and split with the
  * second-order optimizers' `metrics` into factor refresh, preconditioning and the rest (forward,
- * backward, the first-order update and the loss read-back).
+ * backward, the first-order update and the loss read-back). MKOR's runs also record the spectra of
+ * one layer's inverse factors every few steps (read after the round of steps, outside the timing).
  */
 import * as tf from '@tensorflow/tfjs';
 
-import { buildMlp } from './model';
+import { MkorOptimizer } from '@mkor/mkor';
+
+import { type FactorSpectra, readFactorSpectra } from './factors';
+import { type ModelChoice, buildModel } from './model';
 import { type OptimizerName, type SwitchChoice, createOptimizer, isSecondOrder } from './optimizers';
 
 /** Labelled images in host memory: `count × 784` pixels in [0, 1] and `count` labels in 0…9. */
@@ -18,19 +22,20 @@ export interface LabelledImages {
   readonly count: number;
 }
 
-/** What one run trains. */
-export interface TrainingSettings {
+/** The second-order layer (0-based, in capture order) whose factor spectra MKOR's runs record: the MLP's second hidden layer, the CNN's second convolution. */
+export const SPECTRUM_LAYER = 1;
+
+/** What one run trains: the model (MLP or CNN, its width and seed), the optimizers and the steps. */
+export interface TrainingSettings extends ModelChoice {
   readonly optimizers: readonly OptimizerName[];
   readonly learningRates: Readonly<Record<OptimizerName, number>>;
   readonly switchChoice: SwitchChoice;
   readonly steps: number;
   readonly batchSize: number;
-  /** Width of the two hidden layers. */
-  readonly hidden: number;
-  /** Seed of the initial weights. */
-  readonly seed: number;
   /** Return each model's weights after the last step (for comparisons). */
   readonly keepWeights?: boolean;
+  /** Record the factor spectra of MKOR's runs every this many steps and after the last (0 or absent: never). */
+  readonly spectrumEvery?: number;
 }
 
 /** One step of one optimizer. */
@@ -55,6 +60,8 @@ export interface OptimizerRun {
   switchedAtStep: number;
   /** The weights after the last step, in `model.getWeights()` order (with `keepWeights`). */
   weights?: number[][];
+  /** MKOR's and MKOR-H's factor spectra of layer {@link SPECTRUM_LAYER}, oldest first (with `spectrumEvery`). */
+  readonly spectra: FactorSpectra[];
 }
 
 /** Called after every round of steps with the runs so far (for live plots). */
@@ -66,6 +73,8 @@ function checkSettings(settings: TrainingSettings, data: LabelledImages): void {
   };
   positive('steps', settings.steps);
   positive('batchSize', settings.batchSize);
+  const every = settings.spectrumEvery ?? 0;
+  if (!(Number.isInteger(every) && every >= 0)) throw new RangeError(`trainSideBySide: spectrumEvery must be a non-negative integer, got ${every}`);
   if (settings.batchSize > data.count) throw new RangeError(`trainSideBySide: batchSize ${settings.batchSize} is more than the ${data.count} images loaded`);
   if (settings.optimizers.length === 0) throw new RangeError('trainSideBySide: optimizers is empty; choose at least one');
 }
@@ -88,16 +97,24 @@ export function batchOf(data: LabelledImages, step: number, batchSize: number): 
 /**
  * Trains every optimizer of `settings` for `settings.steps` steps on the current tfjs backend and
  * returns their runs. Everything it creates (models, optimizers, batches) is disposed before it
- * returns, also when a step throws.
+ * returns, also when an optimizer refuses to be built or a step throws.
  */
 export async function trainSideBySide(data: LabelledImages, settings: TrainingSettings, onProgress?: ProgressListener): Promise<OptimizerRun[]> {
   checkSettings(settings, data);
-  const trainees = settings.optimizers.map((name) => {
-    const model = buildMlp(settings.hidden, settings.seed);
-    return { name, model, optimizer: createOptimizer(name, model, settings.learningRates[name], settings.switchChoice) };
-  });
-  const runs: OptimizerRun[] = trainees.map(({ name }) => ({ name, records: [], switchedAtStep: -1 }));
+  const every = settings.spectrumEvery ?? 0;
+  const trainees: { name: OptimizerName; model: tf.Sequential; optimizer: tf.Optimizer }[] = [];
   try {
+    for (const name of settings.optimizers) {
+      const model = buildModel(settings);
+      try {
+        trainees.push({ name, model, optimizer: createOptimizer(name, model, settings.learningRates[name], settings.switchChoice) });
+      } catch (error) {
+        // An optimizer that refuses (a bad learning rate, half-float textures) leaves no model behind.
+        model.dispose();
+        throw error;
+      }
+    }
+    const runs: OptimizerRun[] = trainees.map(({ name }) => ({ name, records: [], switchedAtStep: -1, spectra: [] }));
     for (let step = 0; step < settings.steps; step++) {
       const { x, y } = batchOf(data, step, settings.batchSize);
       try {
@@ -116,6 +133,12 @@ export async function trainSideBySide(data: LabelledImages, settings: TrainingSe
         }
       } finally {
         tf.dispose([x, y]);
+      }
+      const taken = step + 1;
+      if (every > 0 && (taken % every === 0 || taken === settings.steps)) {
+        for (const [index, { optimizer }] of trainees.entries()) {
+          if (optimizer instanceof MkorOptimizer) (runs[index] as OptimizerRun).spectra.push(await readFactorSpectra(optimizer, SPECTRUM_LAYER, taken));
+        }
       }
       await onProgress?.(runs);
     }

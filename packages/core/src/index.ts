@@ -35,3 +35,4 @@ export { flattenState, restoreState } from './state-io';
 export type { NamedStateTensor, StateIoOptions } from './state-io';
 export { CHECKPOINT_FORMAT, TransformOptimizer } from './optimizer';
 export type { TransformOptimizerOptions } from './optimizer';
+export { requireFloat32Textures, type TextureEnvironment } from './float32-textures';

@@ -1,5 +1,5 @@
 import { CaptureOptimizer, type CaptureRegistry, type PrepareModelOptions, type PreparableModel } from '@mkor/capture';
-import { checkKnownOptions, skipCounts } from '@mkor/core';
+import { checkKnownOptions, requireFloat32Textures, skipCounts } from '@mkor/core';
 import { type BackendOptions, type ResolvedBackend, backendFromConfig, notRebuildable, resolveBackend } from '@mkor/first-order';
 import type { SwitchRule } from '@mkor/hybrid-switch';
 import * as tf from '@tensorflow/tfjs-core';
@@ -161,6 +161,7 @@ export class SecondOrderOptimizer extends CaptureOptimizer<SecondOrderState> {
   ) {
     const where = new.target.className;
     if (options === null || typeof options !== 'object') throw new TypeError(`${where}: options must be an object, got ${String(options)}`);
+    requireFloat32Textures(where);
     const { backend, learningRate, maxDim, hybrid, scaling, klClip, gradientScale, collectMetrics, decisions, ...methodOptions } = options as SecondOrderOptimizerOptions &
       Readonly<Record<string, unknown>>;
     const described = method(where, methodOptions);

@@ -1,6 +1,7 @@
 /**
- * A small SVG chart writer for the reports: line charts (linear or logarithmic axes) and grouped
- * or stacked bar charts, as self-contained SVG text (no fonts, scripts or external files).
+ * A small SVG chart writer, shared by the benchmarks' reports and the playground page: line charts
+ * (linear or logarithmic axes) and grouped or stacked bar charts, as self-contained SVG text (no
+ * fonts, scripts or external files), so the same text goes into a report file or a page's DOM.
  */
 
 /** One line of a {@link lineChart}: points `[x, y]`, drawn in the order given. */
@@ -163,7 +164,7 @@ export function lineChart(options: LineChartOptions): string {
   return frame(options.title, options.xLabel, options.yLabel, body);
 }
 
-/** A grouped (or stacked) bar chart as SVG text; the y axis starts at 0. */
+/** A grouped (or stacked) bar chart as SVG text; the y axis starts at 0; category labels too wide for their slot are slanted. */
 export function barChart(options: BarChartOptions): string {
   const { categories, series, stacked = false } = options;
   const totals = categories.map((_, c) => series.reduce((sum, s) => sum + Math.max(0, s.values[c] ?? 0), 0));
@@ -172,6 +173,8 @@ export function barChart(options: BarChartOptions): string {
   const plotWidth = WIDTH - MARGIN.left - MARGIN.right;
   const slot = plotWidth / Math.max(1, categories.length);
   const barWidth = stacked ? slot * 0.6 : (slot * 0.8) / Math.max(1, series.length);
+  // Labels wider than their slot (at about 6.5 pixels a character) are slanted so they do not overlap.
+  const slanted = categories.some((category) => category.length * 6.5 > slot);
   const body: string[] = [];
   for (const t of y.ticks) {
     const py = y.toPixel(t);
@@ -190,7 +193,13 @@ export function barChart(options: BarChartOptions): string {
       body.push(`<rect x="${x.toFixed(1)}" y="${top.toFixed(1)}" width="${barWidth.toFixed(1)}" height="${Math.max(0, bottom - top).toFixed(1)}" fill="${colour(i)}"/>`);
       if (stacked) base += value;
     });
-    body.push(`<text x="${(left + slot / 2).toFixed(1)}" y="${HEIGHT - MARGIN.bottom + 18}" text-anchor="middle">${escapeXml(category)}</text>`);
+    const labelX = (left + slot / 2).toFixed(1);
+    const labelY = HEIGHT - MARGIN.bottom + 18;
+    body.push(
+      slanted
+        ? `<text x="${labelX}" y="${labelY}" text-anchor="end" transform="rotate(-25 ${labelX} ${labelY})">${escapeXml(category)}</text>`
+        : `<text x="${labelX}" y="${labelY}" text-anchor="middle">${escapeXml(category)}</text>`,
+    );
   });
   body.push(...legend(series.map((s) => s.name)));
   return frame(options.title, '', options.yLabel, body);
