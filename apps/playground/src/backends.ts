@@ -32,33 +32,22 @@ export async function useBackend(name: BackendName, wasmKernels: boolean): Promi
   if (!BACKEND_NAMES.includes(name)) throw new Error(`useBackend: unknown backend '${String(name)}' (expected one of ${BACKEND_NAMES.join(', ')})`);
   if (typeof wasmKernels !== 'boolean') throw new TypeError(`useBackend: wasmKernels must be a boolean, got ${typeof wasmKernels}`);
   if (name === 'wasm') {
-    // The backend starts first (which build it loads decides where its memory is), then the
-    // kernels are registered, then setBackend again runs their setup on it.
+    // The backend starts first, then the kernels are registered, then setBackend again runs their
+    // setup on it. The fused kernels run on both of its builds (the threaded one in this
+    // cross-origin isolated page keeps its memory as `wasmMemory`).
     if (tf.findBackend('wasm') === null && !(await tf.setBackend('wasm'))) throw new Error('useBackend: the wasm backend could not start in this browser');
-    if (wasmKernels) registerWasmKernels({ fused: wasmMemoryExposed() });
+    if (wasmKernels) registerWasmKernels();
     else unregisterWasmKernels();
   }
   if (!(await tf.setBackend(name))) throw new Error(`useBackend: the ${name} backend could not start in this browser`);
   await tf.ready();
 }
 
-/**
- * Whether the started wasm backend exposes its WebAssembly.Memory as `asm.memory`, where
- * `@mkor/wasm-kernels`' fused kernels look for it: its single-threaded builds do; its threaded
- * build (chosen in a cross-origin isolated page) imports the memory and keeps it as `wasmMemory`,
- * so there the page registers the other kernels only.
- */
-function wasmMemoryExposed(): boolean {
-  const backend = tf.findBackend('wasm') as unknown as { wasm?: { asm?: { memory?: unknown } } } | null;
-  return backend?.wasm?.asm?.memory instanceof WebAssembly.Memory;
-}
-
 /** The engine of the current wasm backend in words: tfjs's kernels as shipped, or which of `@mkor/wasm-kernels`' are registered. */
 export function describeWasmEngine(): string {
   if (!wasmKernelsRegistered()) return 'tfjs-backend-wasm as shipped';
   const fused = Object.values(FUSED_KERNELS).filter((kernel) => tf.getKernel(kernel, 'wasm') !== undefined).length;
-  const fusedNote = fused === 0 && !wasmMemoryExposed() ? ', off: the threaded wasm build keeps its memory where they do not look' : '';
-  return `tfjs-backend-wasm + @mkor/wasm-kernels (${overriddenKernels.join(', ')}; ${fused} of ${Object.keys(FUSED_KERNELS).length} fused kernels${fusedNote})`;
+  return `tfjs-backend-wasm + @mkor/wasm-kernels (${overriddenKernels.join(', ')}; ${fused} of ${Object.keys(FUSED_KERNELS).length} fused kernels)`;
 }
 
 /** The backends that start in this browser (each is tried once; the one current before is restored). */

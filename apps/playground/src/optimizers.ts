@@ -39,18 +39,39 @@ export function switchRuleOf(choice: SwitchChoice): SwitchRule {
 /** The second-order optimizers: they report `metrics` and `switchedAtStep`. */
 export type SecondOrder = MkorOptimizer | KfacOptimizer | EvaOptimizer;
 
-/** A new optimizer `name` for `model` (which the second-order ones prepare for capture). */
-export function createOptimizer(name: OptimizerName, model: tf.LayersModel, learningRate: number, switchChoice: SwitchChoice): tf.Optimizer {
+/**
+ * Where the second-order optimizers make a step's decisions on `backend`: on the device on webgl,
+ * where a read-back stalls the pipeline; by read-back on wasm and cpu, where it costs nothing, and
+ * on webgpu, where neither works yet on SwiftShader (with read-backs the device is lost in the
+ * first step — an error; deciding on the device, the steps run but their decisions come out
+ * wrong, which would be silent) so the error is the honest outcome.
+ */
+export function decisionsFor(backend: string): 'read-back' | 'device' {
+  return backend === 'webgl' ? 'device' : 'read-back';
+}
+
+/**
+ * A new optimizer `name` for `model` (which the second-order ones prepare for capture), with the
+ * step's decisions made as {@link decisionsFor} says. MKOR-H reads the loss every step, so it keeps
+ * read-backs everywhere.
+ */
+export function createOptimizer(
+  name: OptimizerName,
+  model: tf.LayersModel,
+  learningRate: number,
+  switchChoice: SwitchChoice,
+  decisions: 'read-back' | 'device' = 'read-back',
+): tf.Optimizer {
   if (!(Number.isFinite(learningRate) && learningRate > 0)) throw new RangeError(`createOptimizer: learningRate of ${name} must be a positive number, got ${learningRate}`);
   switch (name) {
     case 'MKOR':
-      return new MkorOptimizer(model, { learningRate });
+      return new MkorOptimizer(model, { learningRate, decisions });
     case 'MKOR-H':
       return new MkorOptimizer(model, { learningRate, hybrid: { rule: switchRuleOf(switchChoice) } });
     case 'KFAC':
-      return new KfacOptimizer(model, { learningRate });
+      return new KfacOptimizer(model, { learningRate, decisions });
     case 'Eva':
-      return new EvaOptimizer(model, { learningRate });
+      return new EvaOptimizer(model, { learningRate, decisions });
     case 'Adam':
       return tf.train.adam(learningRate);
     default:
