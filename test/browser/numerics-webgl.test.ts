@@ -34,13 +34,18 @@ describe.skipIf(skipBrowser)('the numerical core on webgl in Chromium', () => {
     const reportFile = join(folder, 'report.json');
     try {
       const vitest = join(repoRoot, 'node_modules', 'vitest', 'vitest.mjs');
-      const outcome = await promisify(execFile)(process.execPath, [vitest, 'run', '--config', 'test/browser/vitest.webgl.config.ts', '--reporter=json', `--outputFile=${reportFile}`], {
-        cwd: repoRoot,
-        maxBuffer: 64 * 1024 * 1024,
-      }).then(
-        () => '',
-        (error: { stdout?: string; stderr?: string }) => `${error.stdout ?? ''}${error.stderr ?? ''}`.slice(-4000),
-      );
+      const run = () =>
+        promisify(execFile)(process.execPath, [vitest, 'run', '--config', 'test/browser/vitest.webgl.config.ts', '--reporter=json', `--outputFile=${reportFile}`], {
+          cwd: repoRoot,
+          maxBuffer: 64 * 1024 * 1024,
+        }).then(
+          () => '',
+          (error: { stdout?: string; stderr?: string }) => `${error.stdout ?? ''}${error.stderr ?? ''}`.slice(-4000),
+        );
+      let outcome = await run();
+      // On a fresh clone Vite discovers and optimizes the page's dependencies during the first run
+      // and reloads it ("Vite unexpectedly reloaded a test"); the second run finds them optimized.
+      if (outcome.includes('Vite unexpectedly reloaded')) outcome = await run();
       expect(outcome, 'the webgl run failed').toBe('');
       const report = JSON.parse(readFileSync(reportFile, 'utf8')) as JsonReport;
       expect(report.testResults.map((file) => file.name.slice(repoRoot.length)).sort()).toEqual([...WEBGL_TEST_FILES].sort());

@@ -11,4 +11,4 @@ it('every publishable package packs, installs without install scripts and import
   const script = fileURLToPath(new URL('../../scripts/pack-smoke.sh', import.meta.url));
   const output = execFileSync('bash', [script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   expect(output).toMatch(/pack-smoke: \d+ packages packed, installed and imported/);
-}, 300_000);
+}, 900_000);
