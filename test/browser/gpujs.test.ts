@@ -6,16 +6,14 @@
  * and checks from its JSON report that every test ran in each mode and passed. Chromium missing is
  * an error; `MKOR_SKIP_BROWSER=1` skips this, saying so.
  */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 
 import { describe, expect, it } from 'vitest';
 
-import { requireChromium, skipBrowser } from './chromium';
+import { requireChromium, runBrowserVitest, skipBrowser } from './chromium';
 import { GPUJS_TEST_FILES } from './gpujs-vitest.config';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -34,14 +32,7 @@ describe.skipIf(skipBrowser)('the gpu.js kernels in Chromium', () => {
     const folder = mkdtempSync(join(tmpdir(), 'mkor-gpujs-tests-'));
     const reportFile = join(folder, 'report.json');
     try {
-      const vitest = join(repoRoot, 'node_modules', 'vitest', 'vitest.mjs');
-      const outcome = await promisify(execFile)(process.execPath, [vitest, 'run', '--config', 'test/browser/gpujs-vitest.config.ts', '--reporter=json', `--outputFile=${reportFile}`], {
-        cwd: repoRoot,
-        maxBuffer: 64 * 1024 * 1024,
-      }).then(
-        () => '',
-        (error: { stdout?: string; stderr?: string }) => `${error.stdout ?? ''}${error.stderr ?? ''}`.slice(-4000),
-      );
+      const outcome = await runBrowserVitest(repoRoot, 'test/browser/gpujs-vitest.config.ts', reportFile);
       expect(outcome, 'the Chromium run failed').toBe('');
       const report = JSON.parse(readFileSync(reportFile, 'utf8')) as JsonReport;
       expect(report.testResults.map((file) => file.name.slice(repoRoot.length))).toEqual(GPUJS_TEST_FILES);

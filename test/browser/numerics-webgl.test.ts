@@ -5,16 +5,14 @@
  * Chromium through playwright), and checks from its JSON report that every test of those files ran
  * and passed. Chromium missing is an error; `MKOR_SKIP_BROWSER=1` skips this, saying so.
  */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 
 import { describe, expect, it } from 'vitest';
 
-import { requireChromium, skipBrowser } from './chromium';
+import { requireChromium, runBrowserVitest, skipBrowser } from './chromium';
 import { WEBGL_TEST_FILES } from './vitest.webgl.config';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -33,19 +31,7 @@ describe.skipIf(skipBrowser)('the numerical core on webgl in Chromium', () => {
     const folder = mkdtempSync(join(tmpdir(), 'mkor-webgl-tests-'));
     const reportFile = join(folder, 'report.json');
     try {
-      const vitest = join(repoRoot, 'node_modules', 'vitest', 'vitest.mjs');
-      const run = () =>
-        promisify(execFile)(process.execPath, [vitest, 'run', '--config', 'test/browser/vitest.webgl.config.ts', '--reporter=json', `--outputFile=${reportFile}`], {
-          cwd: repoRoot,
-          maxBuffer: 64 * 1024 * 1024,
-        }).then(
-          () => '',
-          (error: { stdout?: string; stderr?: string }) => `${error.stdout ?? ''}${error.stderr ?? ''}`.slice(-4000),
-        );
-      let outcome = await run();
-      // On a fresh clone Vite discovers and optimizes the page's dependencies during the first run
-      // and reloads it ("Vite unexpectedly reloaded a test"); the second run finds them optimized.
-      if (outcome.includes('Vite unexpectedly reloaded')) outcome = await run();
+      const outcome = await runBrowserVitest(repoRoot, 'test/browser/vitest.webgl.config.ts', reportFile);
       expect(outcome, 'the webgl run failed').toBe('');
       const report = JSON.parse(readFileSync(reportFile, 'utf8')) as JsonReport;
       expect(report.testResults.map((file) => file.name.slice(repoRoot.length)).sort()).toEqual([...WEBGL_TEST_FILES].sort());
