@@ -134,27 +134,43 @@ describe.skipIf(skipBrowser)('the playground in Chromium', () => {
     expect(run.weights).toEqual(nodeAfter);
   });
 
-  it("trains MKOR on webgl to Node's wasm weights within 2% of how far training moved them", async () => {
-    // WebGL computes in float32 too (the page checks tfjs renders to float32 textures), but sums in
-    // another order and has its own exp and log; over 30 steps those rounding differences grow
-    // through the factors' updates and Adam's division by √v. Measured on SwiftShader: at most
-    // 1.3e-2 of ‖W_node − W_0‖ (the second hidden kernel) in session 5, 6.7e-6 on 2026-12-03. The bound, 2e-2, lies below what one
-    // step of training moves each weight (2.6e-2 to 3.0e-2, checked below): a page that took
-    // one step more or less, or trained on other images, fails.
+  /**
+   * MKOR trained in the page on a GPU backend lands within 2% (of how far training moved each
+   * weight) of Node's wasm weights. These backends compute in float32 too (the page checks that
+   * webgl renders to float32 textures), but sum in another order and have their own exp and log;
+   * over 30 steps those rounding differences grow through the factors' updates and Adam's division
+   * by √v. Measured on SwiftShader: webgl at most 1.3e-2 of ‖W_node − W_0‖ (the second hidden
+   * kernel) in session 5, 6.7e-6 on 2026-12-03; webgpu see the log. The bound, 2e-2, lies below
+   * what one step of training moves each weight (2.6e-2 to 3.0e-2, checked): a page that took one
+   * step more or less, or trained on other images, fails.
+   */
+  async function expectNodeWeights(backend: 'webgl' | 'webgpu', device: RegExp): Promise<void> {
     const tolerance = 2e-2;
-    const outcome = await runInPage({ ...comparison, backend: 'webgl', imageLimit: IMAGES });
+    const outcome = await runInPage({ ...comparison, backend, imageLimit: IMAGES });
     const run = outcome.runs[0] as OptimizerRun;
-    expect(outcome.device).toContain('float32 textures');
+    expect(outcome.device).toMatch(device);
     expect(outcome.tensorsAfter, 'tensors left in the page').toBe(outcome.tensorsBefore);
     expect(run.records).toHaveLength(comparison.steps);
     expect(lossFell(run, 0.5), `losses ${run.records.map((r) => r.loss.toFixed(3)).join(' ')}`).toBe(true);
     const differences = relativeDistances(run.weights ?? [], nodeAfter, initial);
     const oneStep = relativeDistances(nodeBefore, nodeAfter, initial);
-    console.log(`webgl (${outcome.device}): ${msPerStep(run)}; page vs Node ${differences.map((d) => d.toExponential(2)).join(' ')}; one step ${oneStep.map((d) => d.toExponential(2)).join(' ')}`);
+    console.log(`${backend} (${outcome.device}): ${msPerStep(run)}; page vs Node ${differences.map((d) => d.toExponential(2)).join(' ')}; one step ${oneStep.map((d) => d.toExponential(2)).join(' ')}`);
     for (const [i, difference] of differences.entries()) {
       expect(difference, `weight ${i}: page vs Node`).toBeLessThan(tolerance);
       expect(oneStep[i], `weight ${i}: one step of training`).toBeGreaterThan(tolerance);
     }
+  }
+
+  it("trains MKOR on webgl to Node's wasm weights within 2% of how far training moved them", async () => {
+    await expectNodeWeights('webgl', /float32 textures/);
+  });
+
+  it("trains MKOR on webgpu (where Chromium offers it) to Node's wasm weights within 2% of how far training moved them", async ({ skip }) => {
+    if (!backends.includes('webgpu')) skip('this Chromium offers no WebGPU adapter');
+    // Until 2026-12-03 every MKOR step here was refused: tfjs-backend-webgpu's AddN silently
+    // gives a wrong sum for more than 7 inputs, and the finite guard summed one probe per tensor
+    // with tf.addN (now @mkor/core's addAll, groups of 4).
+    await expectNodeWeights('webgpu', /WebGPU/);
   });
 
   it('trains all five side by side on wasm with @mkor/wasm-kernels: every loss falls, MKOR-H switches where asked, MKOR’s factors stay positive definite, nothing leaks; screenshot', async () => {
@@ -236,51 +252,40 @@ describe.skipIf(skipBrowser)('the playground in Chromium', () => {
     }
   });
 
-  it('on webgpu (where Chromium offers it): Adam trains; the second-order optimizers still fail (known)', async ({ skip }) => {
+  it('on webgpu (where Chromium offers it): Eva and Adam train beside MKOR, deciding on the device; nothing leaks', async ({ skip }) => {
     if (!backends.includes('webgpu')) skip('this Chromium offers no WebGPU adapter');
-    const adam = await runInPage({ ...comparison, optimizers: ['Adam'], keepWeights: false, steps: 6, backend: 'webgpu', imageLimit: IMAGES });
-    expect(adam.tensorsAfter, 'tensors left in the page').toBe(adam.tensorsBefore);
-    console.log(`webgpu (${adam.device}): ${msPerStep(adam.runs[0] as OptimizerRun)}`);
-    expect(lossFell(adam.runs[0] as OptimizerRun, 0.8), `losses ${adam.runs[0]?.records.map((r) => r.loss.toFixed(3)).join(' ')}`).toBe(true);
-    // MKOR reads scalars back synchronously every step (finite guard, metrics); on webgpu tfjs does
-    // that through OffscreenCanvas contexts, and in headless Chromium on SwiftShader the device is
-    // lost (destroyed) during MKOR's first step, although dataSync alone works (next test). With
-    // decisions: 'device' (no read-back; what the page uses on webgl) the steps run here but their
-    // decisions come out wrong (2026-12-03: every step counted refused, updates of refresh steps
-    // applied anyway, the loss diverging; each primitive alone is right), so the page keeps the
-    // read-backs on webgpu and the error. When this starts passing, replace it with the weight
-    // check of webgl.
-    const mkor = await runInPage({ ...comparison, steps: 2, backend: 'webgpu', imageLimit: IMAGES }).then(
-      () => 'trained',
-      (error: unknown) => String(error),
-    );
-    console.log(`webgpu, MKOR after Adam: ${mkor}`);
-    expect(mkor, 'MKOR now trains on webgpu: check its weights as on webgl').toContain('mapAsync');
+    const outcome = await runInPage({ ...comparison, optimizers: ['MKOR', 'Eva', 'Adam'], keepWeights: false, steps: 20, backend: 'webgpu', imageLimit: IMAGES });
+    expect(outcome.tensorsAfter, 'tensors left in the page').toBe(outcome.tensorsBefore);
+    console.log(`webgpu, side by side: ${outcome.runs.map(msPerStep).join('; ')}`);
+    for (const run of outcome.runs) {
+      expect(lossFell(run, 0.7), `${run.name}: losses ${run.records.map((r) => r.loss.toFixed(3)).join(' ')}`).toBe(true);
+    }
   });
 
-  it('on webgpu (where Chromium offers it): how reading a tensor back works, asynchronously and with dataSync', async ({ skip }) => {
+  it('on webgpu (where Chromium offers it): reading back synchronously; the page refuses KFAC and MKOR-H, which must, leaving nothing behind', async ({ skip }) => {
     if (!backends.includes('webgpu')) skip('this Chromium offers no WebGPU adapter');
     // A fresh tab: a device of its own, untouched by the training above.
     const fresh = await openPage();
-    try {
-      const probe = (synchronousReads: number) =>
-        fresh.evaluate((reads) => (globalThis as unknown as { mkorPlayground: PlaygroundApi }).mkorPlayground.probeReadBacks('webgpu', reads), synchronousReads);
-      const once = await probe(1);
-      console.log(`webgpu read-backs, one dataSync: ${JSON.stringify(once)}`);
-      // Measured: all three work on a fresh device; dataSync itself is supported.
-      expect(once).toEqual({ synchronousReads: 1, asynchronous: 'values 2, 3, 4', synchronous: 'values 2, 3, 4', asynchronousAfter: 'values 2, 3, 4' });
-      const many = await probe(200);
-      console.log(`webgpu read-backs, 200 dataSyncs: ${JSON.stringify(many)}`);
-      const mkor = await runInPage({ ...comparison, steps: 2, backend: 'webgpu', imageLimit: IMAGES }, fresh).then(
-        (outcome) => `trained: losses ${outcome.runs[0]?.records.map((r) => r.loss.toFixed(3)).join(' ')}`,
+    const once = await fresh
+      .evaluate(() => (globalThis as unknown as { mkorPlayground: PlaygroundApi }).mkorPlayground.probeReadBacks('webgpu', 1))
+      .finally(() => fresh.close());
+    console.log(`webgpu read-backs, one dataSync: ${JSON.stringify(once)}`);
+    // Measured: after an asynchronous read, dataSync of a small result works on a fresh device.
+    // (Tried once on 2026-12-03, not kept as a test since it loses the device: a dataSync of a
+    // computed result before any asynchronous read returned zeros, and the next read failed.)
+    expect(once).toEqual({ synchronousReads: 1, asynchronous: 'values 2, 3, 4', synchronous: 'values 2, 3, 4', asynchronousAfter: 'values 2, 3, 4' });
+    // KFAC inverts its factors from values read back (7 reads per inversion); MKOR-H reads the
+    // loss every step. Tried on 2026-12-03: KFAC lost the device in its first inversion, MKOR-H
+    // trained on losses read as 0 (silently). So the page refuses both on webgpu, saying why.
+    const baseline = await runInPage({ ...comparison, optimizers: ['Adam'], keepWeights: false, steps: 1, backend: 'webgpu', imageLimit: IMAGES });
+    for (const optimizer of ['KFAC', 'MKOR-H'] as const) {
+      const refusal = await runInPage({ ...comparison, optimizers: [optimizer, 'Adam'], keepWeights: false, steps: 2, backend: 'webgpu', imageLimit: IMAGES }).then(
+        () => 'trained',
         (error: unknown) => String(error),
       );
-      console.log(`webgpu, MKOR in a fresh tab: ${mkor}`);
-      // Measured: MKOR's first step still ends with the device destroyed, so it is not dataSync as
-      // such; when this changes, check MKOR's weights on webgpu as on webgl.
-      expect(mkor).toMatch(/the WebGPU device was lost \(reason: destroyed\)/);
-    } finally {
-      await fresh.close();
+      expect(refusal, optimizer).toMatch(new RegExp(`createOptimizer: ${optimizer} is not offered on webgpu: it must read values back synchronously`));
     }
+    const adam = await runInPage({ ...comparison, optimizers: ['Adam'], keepWeights: false, steps: 1, backend: 'webgpu', imageLimit: IMAGES });
+    expect(adam.tensorsBefore, 'tensors left by the refused runs').toBe(baseline.tensorsAfter);
   });
 });

@@ -40,29 +40,37 @@ export function switchRuleOf(choice: SwitchChoice): SwitchRule {
 export type SecondOrder = MkorOptimizer | KfacOptimizer | EvaOptimizer;
 
 /**
- * Where the second-order optimizers make a step's decisions on `backend`: on the device on webgl,
- * where a read-back stalls the pipeline; by read-back on wasm and cpu, where it costs nothing, and
- * on webgpu, where neither works yet on SwiftShader (with read-backs the device is lost in the
- * first step — an error; deciding on the device, the steps run but their decisions come out
- * wrong, which would be silent) so the error is the honest outcome.
+ * Where the second-order optimizers make a step's decisions on `backend`: on the device on webgl
+ * and webgpu, where a read-back stalls the pipeline (and on webgpu in headless Chromium on
+ * SwiftShader, a synchronous read returns zeros and loses the device); by read-back on wasm and
+ * cpu, where it costs nothing.
  */
 export function decisionsFor(backend: string): 'read-back' | 'device' {
-  return backend === 'webgl' ? 'device' : 'read-back';
+  return backend === 'webgl' || backend === 'webgpu' ? 'device' : 'read-back';
 }
 
 /**
- * A new optimizer `name` for `model` (which the second-order ones prepare for capture), with the
- * step's decisions made as {@link decisionsFor} says. MKOR-H reads the loss every step, so it keeps
- * read-backs everywhere.
+ * The optimizers that must read values back synchronously whatever `decisions` says: KFAC inverts
+ * its factors from values read back (7 reads per inversion), MKOR-H reads the loss every step.
  */
-export function createOptimizer(
-  name: OptimizerName,
-  model: tf.LayersModel,
-  learningRate: number,
-  switchChoice: SwitchChoice,
-  decisions: 'read-back' | 'device' = 'read-back',
-): tf.Optimizer {
+const READS_BACK_SYNCHRONOUSLY: readonly OptimizerName[] = ['KFAC', 'MKOR-H'];
+
+/**
+ * A new optimizer `name` for `model` (which the second-order ones prepare for capture), with the
+ * step's decisions made as {@link decisionsFor} says for `backend`. On webgpu it refuses KFAC and
+ * MKOR-H, which must read back synchronously: tfjs-backend-webgpu does that through
+ * `OffscreenCanvas`, which in headless Chromium on SwiftShader returns zeros (MKOR-H then trains
+ * on a loss of 0, silently) and loses the device (KFAC: an error in its first inversion).
+ */
+export function createOptimizer(name: OptimizerName, model: tf.LayersModel, learningRate: number, switchChoice: SwitchChoice, backend: string): tf.Optimizer {
   if (!(Number.isFinite(learningRate) && learningRate > 0)) throw new RangeError(`createOptimizer: learningRate of ${name} must be a positive number, got ${learningRate}`);
+  if (backend === 'webgpu' && READS_BACK_SYNCHRONOUSLY.includes(name)) {
+    throw new Error(
+      `createOptimizer: ${name} is not offered on webgpu: it must read values back synchronously (${name === 'KFAC' ? 'its factors, to invert them' : 'the loss at every step, to decide when to switch'}), ` +
+        'which tfjs-backend-webgpu does through OffscreenCanvas; in headless Chromium on SwiftShader that returns zeros and loses the device. Choose webgl, wasm or cpu for it.',
+    );
+  }
+  const decisions = decisionsFor(backend);
   switch (name) {
     case 'MKOR':
       return new MkorOptimizer(model, { learningRate, decisions });

@@ -3,7 +3,8 @@ import { registerWasmKernels, unregisterWasmKernels } from '@mkor/wasm-kernels';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { DEFAULT_LEARNING_RATES } from './optimizers';
+import { buildModel } from './model';
+import { DEFAULT_LEARNING_RATES, createOptimizer } from './optimizers';
 import { type TrainingSettings, trainSideBySide } from './train';
 
 const data = loadFashionMnist({ trainLimit: 1024, testLimit: 1 }).train;
@@ -61,6 +62,16 @@ describe('trainSideBySide', () => {
     const input = reading?.input ?? [];
     const flat = input[80] as number;
     expect(input.filter((value) => Math.abs(value - flat) > 1e-9 * Math.abs(flat)).length).toBeLessThanOrEqual(32);
+  });
+
+  it('refuses KFAC and MKOR-H on webgpu, which must read back synchronously', () => {
+    const model = buildModel(cnn);
+    const before = tf.memory().numTensors;
+    for (const name of ['KFAC', 'MKOR-H'] as const) {
+      expect(() => createOptimizer(name, model, 0.01, { kind: 'loss-rate' }, 'webgpu')).toThrow(new RegExp(`createOptimizer: ${name} is not offered on webgpu`));
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    model.dispose();
   });
 
   it('leaves no model behind when an optimizer refuses to be built', async () => {

@@ -13,7 +13,7 @@ import { MkorOptimizer } from '@mkor/mkor';
 
 import { type FactorSpectra, readFactorSpectra } from './factors';
 import { type ModelChoice, buildModel } from './model';
-import { type OptimizerName, type SwitchChoice, createOptimizer, decisionsFor, isSecondOrder } from './optimizers';
+import { type OptimizerName, type SwitchChoice, createOptimizer, isSecondOrder } from './optimizers';
 
 /** Labelled images in host memory: `count × 784` pixels in [0, 1] and `count` labels in 0…9. */
 export interface LabelledImages {
@@ -107,7 +107,7 @@ export async function trainSideBySide(data: LabelledImages, settings: TrainingSe
     for (const name of settings.optimizers) {
       const model = buildModel(settings);
       try {
-        trainees.push({ name, model, optimizer: createOptimizer(name, model, settings.learningRates[name], settings.switchChoice, decisionsFor(tf.getBackend())) });
+        trainees.push({ name, model, optimizer: createOptimizer(name, model, settings.learningRates[name], settings.switchChoice, tf.getBackend()) });
       } catch (error) {
         // An optimizer that refuses (a bad learning rate, half-float textures) leaves no model behind.
         model.dispose();

@@ -2,7 +2,7 @@ import { countReadBacks } from '@mkor/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 
-import { skipCounts, skipNonFinite } from './guard';
+import { skipCounts, skipCountsAsync, skipNonFinite } from './guard';
 import { applyTransform } from './memory';
 import type { Transform } from './transform';
 
@@ -133,7 +133,7 @@ describe("skipNonFinite with decisions: 'device'", () => {
     tf.dispose([good.w, bad.w, inf.w]);
   });
 
-  it('counts a step whose result would overflow as refused, and keeps the state', () => {
+  it('counts a step whose result would overflow as refused, and keeps the state; reads the counts synchronously or not', async () => {
     const squares: Transform<{ total: tf.Tensor }> = {
       init: () => ({ total: tf.scalar(0) }),
       update: (updates, state) => ({
@@ -152,6 +152,10 @@ describe("skipNonFinite with decisions: 'device'", () => {
     }
     expect(state.inner.total.dataSync()[0]).toBe(50);
     expect(skipCounts(state)).toEqual({ skippedSteps: 1, refusedResults: 1, lastSkipped: false });
+    // The same counts read asynchronously, with no synchronous read-back (what webgpu needs).
+    let asynchronous: Promise<unknown> | undefined;
+    expect(countReadBacks(() => (asynchronous = skipCountsAsync(state)))).toBe(0);
+    await expect(asynchronous).resolves.toEqual({ skippedSteps: 1, refusedResults: 1, lastSkipped: false });
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([state.inner.total, state.deviceCounts!]);
   });

@@ -43,14 +43,34 @@ export interface SkipNonFiniteOptions {
   readonly decisions?: GuardDecisions;
 }
 
+/** The counts of a {@link skipNonFinite} state as numbers. */
+export interface SkipCounts {
+  readonly skippedSteps: number;
+  readonly refusedResults: number;
+  readonly lastSkipped: boolean;
+}
+
+/** The counts of `state`, `device` its device counters' values (with `decisions: 'device'`). */
+function countsOf(state: SkipNonFiniteState<unknown>, device: ArrayLike<number> | undefined): SkipCounts {
+  if (device === undefined) return { skippedSteps: state.skippedSteps, refusedResults: state.refusedResults, lastSkipped: state.lastSkipped };
+  return { skippedSteps: state.skippedSteps + (device[0] as number), refusedResults: state.refusedResults + (device[1] as number), lastSkipped: device[2] === 1 };
+}
+
 /**
  * The counts of a {@link skipNonFinite} state as numbers: with `decisions: 'device'` this reads
- * back its device counters (one read-back, when you ask); otherwise it only copies them.
+ * back its device counters (one synchronous read-back, when you ask; on webgpu use
+ * {@link skipCountsAsync}); otherwise it only copies them.
  */
-export function skipCounts(state: SkipNonFiniteState<unknown>): { skippedSteps: number; refusedResults: number; lastSkipped: boolean } {
-  if (state.deviceCounts === undefined) return { skippedSteps: state.skippedSteps, refusedResults: state.refusedResults, lastSkipped: state.lastSkipped };
-  const [skipped, refused, last] = state.deviceCounts.dataSync();
-  return { skippedSteps: state.skippedSteps + (skipped as number), refusedResults: state.refusedResults + (refused as number), lastSkipped: last === 1 };
+export function skipCounts(state: SkipNonFiniteState<unknown>): SkipCounts {
+  return countsOf(state, state.deviceCounts?.dataSync());
+}
+
+/**
+ * {@link skipCounts} with an asynchronous read-back (`await tensor.data()`): what WebGPU needs,
+ * where a synchronous read is slow everywhere and fails on some devices.
+ */
+export async function skipCountsAsync(state: SkipNonFiniteState<unknown>): Promise<SkipCounts> {
+  return countsOf(state, await state.deviceCounts?.data());
 }
 
 /**

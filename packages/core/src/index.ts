@@ -28,9 +28,10 @@ export {
 export type { NumberBounds } from './validation';
 export { FUSED_KERNELS, hasFusedKernel, runFusedKernel } from './fused';
 export type { FusedKernel } from './fused';
+export { ADD_ALL_GROUP_SIZE, addAll } from './add-all';
 export { selectByScalar } from './select';
-export { skipCounts, skipNonFinite } from './guard';
-export type { GuardDecisions, SkipNonFiniteOptions, SkipNonFiniteState } from './guard';
+export { skipCounts, skipCountsAsync, skipNonFinite } from './guard';
+export type { GuardDecisions, SkipCounts, SkipNonFiniteOptions, SkipNonFiniteState } from './guard';
 export { flattenState, restoreState } from './state-io';
 export type { NamedStateTensor, StateIoOptions } from './state-io';
 export { CHECKPOINT_FORMAT, TransformOptimizer } from './optimizer';

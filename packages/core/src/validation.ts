@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 
+import { addAll } from './add-all';
 import { hasFusedKernel, runFusedKernel } from './fused';
 
 import type { Hyperparameter, Schedule } from './schedule';
@@ -172,7 +173,7 @@ export function finiteFlag(tensors: readonly tf.Tensor[], sums: readonly (readon
       return runFusedKernel<tf.Scalar>('finiteFlag', inputs, { sums: pairs.length });
     }
     const probes = [...checked, ...pairs.map(([a, b]) => tf.add(a, b))].map((t) => tf.sum(tf.mul(t, tf.scalar(0))));
-    const total = probes.length === 1 ? (probes[0] as tf.Scalar) : tf.addN(probes);
+    const total = addAll(probes);
     return tf.equal(total, tf.scalar(0));
   });
 }

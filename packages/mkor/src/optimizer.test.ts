@@ -107,7 +107,7 @@ describe("MkorOptimizer with decisions: 'device'", () => {
     tfl.sequential({ layers: [tfl.layers.dense({ units: 130, inputShape: [140], kernelInitializer: tfl.initializers.glorotUniform({ seed: 2 }) })] });
 
   /** Seven steps (a refresh every 2), the one at `poisonedStep` on NaN inputs; weights after each step. */
-  function train(decisions: 'read-back' | 'device', poisonedStep: number, make: () => tfl.Sequential = model) {
+  async function train(decisions: 'read-back' | 'device', poisonedStep: number, make: () => tfl.Sequential = model) {
     const net = make();
     const [inputs, targets] = make === model ? [x(), y()] : [tf.randomNormal([16, 140], 0, 1, 'float32', 5), tf.randomNormal([16, 130], 0, 1, 'float32', 6)];
     const poisoned = tf.tidy(() => tf.mul(inputs, tf.scalar(Number.NaN)));
@@ -124,37 +124,43 @@ describe("MkorOptimizer with decisions: 'device'", () => {
       weights.push(variables.flatMap((v) => Array.from(v.dataSync())));
     }
     const { totals, metrics } = optimizer;
+    // The same totals read asynchronously: no synchronous read-back (what webgpu needs).
+    let reading: Promise<unknown> | undefined;
+    const totalsReadBacks = countReadBacks(() => (reading = optimizer.readTotals()));
+    const readTotals = await reading;
     optimizer.dispose();
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([inputs, targets, poisoned]);
     net.dispose();
-    return { weights, totals, metrics, stepReadBacks };
+    return { weights, totals, readTotals, totalsReadBacks, metrics, stepReadBacks };
   }
 
-  it('trains to the same weights as with read-backs and reads nothing back during its steps', () => {
-    const hosted = train('read-back', -1);
-    const device = train('device', -1);
+  it('trains to the same weights as with read-backs and reads nothing back during its steps; readTotals reads asynchronously', async () => {
+    const hosted = await train('read-back', -1);
+    const device = await train('device', -1);
     expect(device.weights).toEqual(hosted.weights);
     expect(device.totals).toEqual(hosted.totals);
     expect(hosted.totals.refreshes).toBe(4);
     expect(hosted.stepReadBacks).toBeGreaterThanOrEqual(14);
     expect(device.stepReadBacks).toBe(0);
+    for (const run of [hosted, device]) expect(run.readTotals).toEqual(run.totals);
+    expect(device.totalsReadBacks).toBe(0);
     // The metrics leave out what only the device knows: the scale factors and device-side events.
     expect(Object.keys(hosted.metrics!.scaleFactors)).toHaveLength(1);
     expect(device.metrics!.scaleFactors).toEqual({});
   });
 
-  it('does the same with low-rank factors', () => {
-    const hosted = train('read-back', -1, wide);
-    const device = train('device', -1, wide);
+  it('does the same with low-rank factors', async () => {
+    const hosted = await train('read-back', -1, wide);
+    const device = await train('device', -1, wide);
     expect(device.weights).toEqual(hosted.weights);
     expect(device.totals).toEqual(hosted.totals);
     expect(device.stepReadBacks).toBe(0);
   });
 
-  it('refuses a NaN step on the device: weights untouched on that step, counted like with read-backs', () => {
-    const hosted = train('read-back', 3);
-    const device = train('device', 3);
+  it('refuses a NaN step on the device: weights untouched on that step, counted like with read-backs', async () => {
+    const hosted = await train('read-back', 3);
+    const device = await train('device', 3);
     for (const run of [hosted, device]) {
       expect(run.weights[3]).toEqual(run.weights[2]);
       expect(run.weights[4]).not.toEqual(run.weights[3]);
@@ -165,6 +171,7 @@ describe("MkorOptimizer with decisions: 'device'", () => {
     expect(device.weights.slice(0, 4)).toEqual(hosted.weights.slice(0, 4));
     expect(device.totals).toEqual({ ...hosted.totals, refreshes: device.totals.refreshes });
     expect(device.totals.skippedSteps).toBe(1);
+    expect(device.readTotals).toEqual(device.totals);
     expect(device.stepReadBacks).toBe(0);
   });
 

@@ -16,7 +16,7 @@ export { UPDATE_SCALINGS, klClipFactor, scaleLayerUpdates } from './scaling';
 export type { LayerUpdate, ResolvedUpdateScaling, UpdateScaling } from './scaling';
 export { RENAMED_OPTIONS, SECOND_ORDER_OPTION_KEYS, resolveSecondOrderOptions, splitMethodOptions } from './options';
 export type { ResolvedSecondOrderOptions, SecondOrderOptions } from './options';
-export { blockPreconditioner, readTotals, resolveBlockPreconditionerOptions } from './preconditioner';
+export { blockPreconditioner, readTotals, readTotalsAsync, resolveBlockPreconditionerOptions } from './preconditioner';
 export type {
   BlockPreconditionerOptions,
   BlockPreconditionerState,
@@ -30,4 +30,4 @@ export type { CompositionOptions, HybridOptions, PreconditionerPart, SecondOrder
 export { defineMethod } from './method';
 export type { Method, MethodDefinition, MethodOptions, MethodTransformOptions } from './method';
 export { SecondOrderOptimizer } from './optimizer';
-export type { SecondOrderMethod, SecondOrderMethodFactory, SecondOrderOptimizerOptions } from './optimizer';
+export type { SecondOrderMethod, SecondOrderMethodFactory, SecondOrderOptimizerOptions, SecondOrderOptimizerTotals } from './optimizer';

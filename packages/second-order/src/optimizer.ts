@@ -1,5 +1,5 @@
 import { CaptureOptimizer, type CaptureRegistry, type PrepareModelOptions, type PreparableModel } from '@mkor/capture';
-import { checkKnownOptions, requireFloat32Textures, skipCounts } from '@mkor/core';
+import { checkKnownOptions, requireFloat32Textures, skipCounts, skipCountsAsync } from '@mkor/core';
 import { type BackendOptions, type ResolvedBackend, backendFromConfig, notRebuildable, resolveBackend } from '@mkor/first-order';
 import type { SwitchRule } from '@mkor/hybrid-switch';
 import * as tf from '@tensorflow/tfjs-core';
@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { type BlockChoice, type CurvatureBlock, asBlockChoice } from './block';
 import { type HybridOptions, type SecondOrderState, type SecondOrderTransform, withBackend } from './compose';
 import { RENAMED_OPTIONS, type SecondOrderOptions, resolveSecondOrderOptions } from './options';
-import { type BlockPreconditionerState, type SecondOrderStepMetrics, type SecondOrderTotals, blockPreconditioner, readTotals } from './preconditioner';
+import { type BlockPreconditionerState, type SecondOrderStepMetrics, type SecondOrderTotals, blockPreconditioner, readTotals, readTotalsAsync } from './preconditioner';
 import type { UpdateScaling } from './scaling';
 
 /** Options of a {@link SecondOrderOptimizer}: the loop's, the backend, the hybrid switch, `maxDim`, and (for the class itself) the blocks. */
@@ -240,13 +240,43 @@ export class SecondOrderOptimizer extends CaptureOptimizer<SecondOrderState> {
    * Totals since the start: refreshes and events (see `SecondOrderTotals`), and refused steps. With
    * `decisions: 'device'` reading them reads the device's counts back (one or two read-backs).
    */
-  get totals(): SecondOrderTotals & { readonly skippedSteps: number; readonly refusedResults: number } {
-    const state = this.currentState;
-    const preconditioner: BlockPreconditionerState | null = state === undefined ? null : this.composed.preconditionerState(state);
-    const totals = preconditioner === null ? { refreshes: 0, events: {} } : readTotals(preconditioner);
-    const counts = state === undefined ? { skippedSteps: 0, refusedResults: 0 } : skipCounts(state);
-    return { ...totals, skippedSteps: counts.skippedSteps, refusedResults: counts.refusedResults };
+  get totals(): SecondOrderOptimizerTotals {
+    const { preconditioner, state } = this.countedStates();
+    return withCounts(preconditioner === null ? NO_TOTALS : readTotals(preconditioner), state === undefined ? NO_COUNTS : skipCounts(state));
   }
+
+  /**
+   * {@link totals} read with asynchronous read-backs (`await tensor.data()`, none synchronous): on
+   * webgpu, where a synchronous read is slow everywhere and fails on some devices, read the
+   * totals of `decisions: 'device'` this way.
+   */
+  async readTotals(): Promise<SecondOrderOptimizerTotals> {
+    const { preconditioner, state } = this.countedStates();
+    const [totals, counts] = await Promise.all([
+      preconditioner === null ? NO_TOTALS : readTotalsAsync(preconditioner),
+      state === undefined ? NO_COUNTS : skipCountsAsync(state),
+    ]);
+    return withCounts(totals, counts);
+  }
+
+  /** The states the totals are counted in: the guard's (the whole state) and the layer loop's. */
+  private countedStates(): { state: SecondOrderState | undefined; preconditioner: BlockPreconditionerState | null } {
+    const state = this.currentState;
+    return { state, preconditioner: state === undefined ? null : this.composed.preconditionerState(state) };
+  }
+}
+
+/** {@link SecondOrderOptimizer}'s totals: the layer loop's, and the steps its guard refused. */
+export interface SecondOrderOptimizerTotals extends SecondOrderTotals {
+  readonly skippedSteps: number;
+  readonly refusedResults: number;
+}
+
+const NO_TOTALS: SecondOrderTotals = { refreshes: 0, events: {} };
+const NO_COUNTS = { skippedSteps: 0, refusedResults: 0 };
+
+function withCounts(totals: SecondOrderTotals, counts: { readonly skippedSteps: number; readonly refusedResults: number }): SecondOrderOptimizerTotals {
+  return { ...totals, skippedSteps: counts.skippedSteps, refusedResults: counts.refusedResults };
 }
 
 tf.serialization.registerClass(SecondOrderOptimizer);

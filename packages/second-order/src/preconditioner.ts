@@ -1,5 +1,5 @@
 import { statisticsOf } from '@mkor/capture';
-import { type TensorMap, type Transform, checkLayerCoverage, checkKnownOptions } from '@mkor/core';
+import { type TensorMap, type Transform, addAll, checkLayerCoverage, checkKnownOptions } from '@mkor/core';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { type BlockChoice, type CurvatureBlock, asBlockChoice } from './block';
@@ -62,12 +62,25 @@ export interface BlockPreconditionerState {
   readonly deviceEvents?: tf.Tensor1D;
 }
 
-/** The totals of a {@link blockPreconditioner} state as numbers; with `decisions: 'device'` this reads its event counts back (one read-back, when asked). */
-export function readTotals(state: BlockPreconditionerState): SecondOrderTotals {
-  if (state.deviceEvents === undefined) return state.totals;
-  const counted = state.deviceEvents.dataSync();
+/** The totals of `state`, `counted` its device event counts' values (with `decisions: 'device'`). */
+function totalsOf(state: BlockPreconditionerState, counted: ArrayLike<number> | undefined): SecondOrderTotals {
+  if (counted === undefined) return state.totals;
   const names = Object.keys(state.totals.events);
   return { refreshes: state.totals.refreshes, events: Object.fromEntries(names.map((name, i) => [name, (state.totals.events[name] ?? 0) + (counted[i] as number)])) };
+}
+
+/**
+ * The totals of a {@link blockPreconditioner} state as numbers; with `decisions: 'device'` this
+ * reads its event counts back (one synchronous read-back, when asked; on webgpu use
+ * {@link readTotalsAsync}).
+ */
+export function readTotals(state: BlockPreconditionerState): SecondOrderTotals {
+  return totalsOf(state, state.deviceEvents?.dataSync());
+}
+
+/** {@link readTotals} with an asynchronous read-back (`await tensor.data()`), as WebGPU needs. */
+export async function readTotalsAsync(state: BlockPreconditionerState): Promise<SecondOrderTotals> {
+  return totalsOf(state, await state.deviceEvents?.data());
 }
 
 /** A block preconditioner's options checked: the blocks as a choice, and the loop's options resolved. */
@@ -233,7 +246,7 @@ function countOnDevice(previous: tf.Tensor1D | undefined, eventNames: readonly s
   if (pending.length === 0 || eventNames.length === 0) return start;
   const counts = eventNames.map((name) => {
     const flags = pending.filter((p) => p.name === name).map((p) => tf.cast(p.flag, 'float32'));
-    return flags.length === 0 ? tf.scalar(0) : flags.length === 1 ? (flags[0] as tf.Scalar) : tf.addN(flags);
+    return flags.length === 0 ? tf.scalar(0) : addAll(flags);
   });
   return tf.add(start, tf.stack(counts)) as tf.Tensor1D;
 }

@@ -1,4 +1,4 @@
-import { type Hyperparameter, resolveHyperparameter } from '@mkor/core';
+import { type Hyperparameter, addAll, resolveHyperparameter } from '@mkor/core';
 import { rescaleFactorSummedNorms, rescaleToNorm, rescaleToNormWithFactor, rescaleToSummedNorms } from '@mkor/grad-rescale';
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -36,7 +36,7 @@ export interface ResolvedUpdateScaling {
 export function klClipFactor(pairs: readonly { update: tf.Tensor; gradient: tf.Tensor }[], learningRate: number, kappa: number): tf.Scalar {
   return tf.tidy(() => {
     if (pairs.length === 0) return tf.scalar(1);
-    const inner = tf.addN(pairs.map(({ update, gradient }) => tf.sum(tf.mul(update, gradient))));
+    const inner = addAll(pairs.map(({ update, gradient }) => tf.sum(tf.mul(update, gradient))));
     const divisor = tf.abs(tf.mul(inner, tf.scalar(learningRate * learningRate)));
     return tf.minimum(tf.scalar(1), tf.sqrt(tf.div(tf.scalar(kappa), divisor)));
   });
