@@ -97,6 +97,8 @@ describe('checkKnownOptions', () => {
       "mkor: unknown option 'rescale' (renamed 'scaling')",
     );
     expect(() => checkKnownOptions('mkor', { typo: undefined }, ['gamma'])).toThrow("unknown option 'typo'");
+    // A key listed twice (by two option groups) is named once.
+    expect(() => checkKnownOptions('mkor', { typo: 1 }, ['gamma', 'form', 'gamma'])).toThrow("mkor: unknown option 'typo'; known: form, gamma");
   });
 });
 

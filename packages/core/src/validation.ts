@@ -80,7 +80,7 @@ export function checkKnownOptions(
   const allowed = new Set(known);
   for (const key of Object.keys(options)) {
     if (allowed.has(key)) continue;
-    const hint = renamed[key] === undefined ? `; known: ${[...known].sort().join(', ')}` : ` (renamed '${renamed[key]}')`;
+    const hint = renamed[key] === undefined ? `; known: ${[...allowed].sort().join(', ')}` : ` (renamed '${renamed[key]}')`;
     throw new RangeError(`${where}: unknown option '${key}'${hint}`);
   }
 }

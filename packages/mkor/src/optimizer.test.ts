@@ -45,6 +45,22 @@ describe('MkorOptimizer options', () => {
     net.dispose();
   });
 
+  it("refuses an unknown option, listing every option the class takes, its own (backend, maxDim, hybrid) too", () => {
+    const net = model();
+    let message = '';
+    try {
+      new MkorOptimizer(net, { maxDims: 64 } as never);
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toMatch(/^MkorOptimizer: unknown option 'maxDims'; known: /);
+    const known = message.replace(/^.*known: /, '').split(', ');
+    for (const key of ['backend', 'learningRate', 'maxDim', 'hybrid', 'gamma', 'factors', 'scaling', 'decisions']) expect(known).toContain(key);
+    expect(new Set(known).size).toBe(known.length);
+    prepareModel(net).release();
+    net.dispose();
+  });
+
   it('takes the learning rate once: next to a backend, learningRate is refused', () => {
     const net = model();
     expect(() => new MkorOptimizer(net, { backend: sgd({ learningRate: 0.1 }), learningRate: 0.1 })).toThrow(

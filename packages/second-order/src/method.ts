@@ -5,7 +5,7 @@ import type { CurvatureBlock } from './block';
 import { type CompositionOptions, type SecondOrderTransform, secondOrder } from './compose';
 import type { LayerSource } from './layers';
 import type { SecondOrderMethodFactory } from './optimizer';
-import { type SecondOrderOptions, splitMethodOptions } from './options';
+import { OPTIMIZER_OWN_OPTION_KEYS, type SecondOrderOptions, splitMethodOptions } from './options';
 import { type BlockPreconditionerState, blockPreconditioner } from './preconditioner';
 import type { UpdateScaling } from './scaling';
 
@@ -43,6 +43,9 @@ export interface Method<B extends object> {
   readonly optimizer: SecondOrderMethodFactory;
 }
 
+/** The options a method's transform takes for itself before its block and loop see the rest. */
+const TRANSFORM_OWN_OPTION_KEYS: readonly string[] = ['layers', 'backend', 'hybrid'];
+
 /**
  * A second-order method from its block: the preconditioner, the transform and the optimizer's
  * method, each splitting the options into the block's and the loop's (unknown ones refused) and
@@ -50,26 +53,26 @@ export interface Method<B extends object> {
  */
 export function defineMethod<B extends object>(definition: MethodDefinition<B>): Method<B> {
   const { name, blockKeys, block, defaultScaling } = definition;
-  const split = (where: string, options: object): { block: B; loop: SecondOrderOptions } => {
-    const parts = splitMethodOptions(where, options, blockKeys);
+  const split = (where: string, options: object, takenKeys: readonly string[]): { block: B; loop: SecondOrderOptions } => {
+    const parts = splitMethodOptions(where, options, blockKeys, takenKeys);
     const blockOptions = parts.block as B;
     return { block: blockOptions, loop: { ...definition.loopDefaults?.(blockOptions, where), ...parts.loop } };
   };
   return {
     preconditioner: (layers, options = {} as MethodOptions<B>) => {
       const where = `${name}Preconditioner`;
-      const parts = split(where, options);
+      const parts = split(where, options, []);
       return blockPreconditioner(layers, { ...parts.loop, blocks: block(parts.block, where) }, where, defaultScaling);
     },
     transform: (options) => {
       const where = name;
       if (options === null || typeof options !== 'object') throw new TypeError(`${where}: options must be an object, got ${String(options)}`);
       const { layers, backend, hybrid, ...methodOptions } = options;
-      const parts = split(where, methodOptions);
+      const parts = split(where, methodOptions, TRANSFORM_OWN_OPTION_KEYS);
       return secondOrder({ layers, backend, ...(hybrid === undefined ? {} : { hybrid }), ...parts.loop, blocks: block(parts.block, where) }, where, defaultScaling);
     },
     optimizer: (where, methodOptions) => {
-      const parts = split(where, methodOptions);
+      const parts = split(where, methodOptions, OPTIMIZER_OWN_OPTION_KEYS);
       const rowClamp = definition.rowClamp?.(parts.block);
       return {
         statePrefix: name,

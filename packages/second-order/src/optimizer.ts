@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { type BlockChoice, type CurvatureBlock, asBlockChoice } from './block';
 import { type HybridOptions, type SecondOrderState, type SecondOrderTransform, withBackend } from './compose';
-import { RENAMED_OPTIONS, type SecondOrderOptions, resolveSecondOrderOptions } from './options';
+import { OPTIMIZER_OWN_OPTION_KEYS, RENAMED_OPTIONS, SECOND_ORDER_OPTION_KEYS, type SecondOrderOptions, resolveSecondOrderOptions } from './options';
 import { type BlockPreconditionerState, type SecondOrderStepMetrics, type SecondOrderTotals, blockPreconditioner, readTotals, readTotalsAsync } from './preconditioner';
 import type { UpdateScaling } from './scaling';
 
@@ -85,7 +85,7 @@ function unsavedSchedule(where: string, name: string): () => number {
 
 /** The method of `SecondOrderOptimizer` itself: the blocks given. */
 function givenBlocks(where: string, methodOptions: Readonly<Record<string, unknown>>): SecondOrderMethod {
-  checkKnownOptions(where, methodOptions, ['blocks'], RENAMED_OPTIONS);
+  checkKnownOptions(where, methodOptions, ['blocks', ...OPTIMIZER_OWN_OPTION_KEYS, ...SECOND_ORDER_OPTION_KEYS], RENAMED_OPTIONS);
   if (methodOptions.blocks === undefined) throw new TypeError(`${where}: blocks is required, e.g. { blocks: mkorBlock() } or blocksByLayer(...)`);
   return { statePrefix: 'secondOrder', blocks: methodOptions.blocks as CurvatureBlock | BlockChoice, defaultScaling: 'frobenius', config: { blocks: 'custom' } };
 }

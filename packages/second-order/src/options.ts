@@ -37,6 +37,12 @@ export interface SecondOrderOptions {
 /** The keys of {@link SecondOrderOptions}, for checking a method's options for unknown ones. */
 export const SECOND_ORDER_OPTION_KEYS: readonly (keyof SecondOrderOptions)[] = ['scaling', 'klClip', 'learningRate', 'gradientScale', 'collectMetrics', 'decisions'];
 
+/**
+ * The options `SecondOrderOptimizer` takes for itself before its method sees the rest: listed as
+ * known when a method refuses an unknown option, so the error names every option the class takes.
+ */
+export const OPTIMIZER_OWN_OPTION_KEYS: readonly string[] = ['backend', 'learningRate', 'maxDim', 'hybrid'];
+
 /** Options renamed in this version, for the hint of an unknown-option error. */
 export const RENAMED_OPTIONS: Readonly<Record<string, string>> = { rescale: 'scaling' };
 
@@ -78,15 +84,18 @@ export function resolveSecondOrderOptions(where: string, options: SecondOrderOpt
 
 /**
  * A method's options split into its block's (`blockKeys`) and the layer loop's, `undefined` values
- * dropped; any other option is refused (naming `where`, with the new name of a renamed one).
+ * dropped; any other option is refused (naming `where`, with the new name of a renamed one). The
+ * error lists the known options, with `takenKeys`: those the caller took out before (a transform's
+ * `layers`, an optimizer's `backend`).
  */
 export function splitMethodOptions(
   where: string,
   options: object,
   blockKeys: readonly string[],
+  takenKeys: readonly string[] = [],
 ): { readonly block: Readonly<Record<string, unknown>>; readonly loop: SecondOrderOptions } {
   if (options === null || typeof options !== 'object') throw new TypeError(`${where}: options must be an object, got ${String(options)}`);
-  checkKnownOptions(where, options, [...blockKeys, ...SECOND_ORDER_OPTION_KEYS], RENAMED_OPTIONS);
+  checkKnownOptions(where, options, [...blockKeys, ...SECOND_ORDER_OPTION_KEYS, ...takenKeys], RENAMED_OPTIONS);
   const block: Record<string, unknown> = {};
   const loop: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(options)) {
