@@ -28,6 +28,7 @@ export {
 export type { NumberBounds } from './validation';
 export { FUSED_KERNELS, hasFusedKernel, runFusedKernel } from './fused';
 export type { FusedKernel } from './fused';
+export type { HeapGemm, HeapGemmCall } from './heap-gemm';
 export { ADD_ALL_GROUP_SIZE, addAll } from './add-all';
 export { selectByScalar } from './select';
 export { skipCounts, skipCountsAsync, skipNonFinite } from './guard';

@@ -2,7 +2,7 @@
  * A plain TypeScript {@link HeapGemm}: slow, float64-accumulating, for testing the provider path
  * without a native library.
  */
-import type { HeapGemm, HeapGemmCall } from './heap-gemm';
+import type { HeapGemm, HeapGemmCall } from '@mkor/core';
 
 /**
  * Computes the products of a {@link HeapGemmCall} in plain TypeScript, accumulating in float64.

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { seeded, seededTensor } from '@mkor/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HeapGemm } from './heap-gemm';
+import type { HeapGemm } from '@mkor/core';
 import { jsHeapGemm } from './js-gemm';
 import { registerWasmKernels, unregisterWasmKernels, wasmKernelsRegistered } from './register';
 

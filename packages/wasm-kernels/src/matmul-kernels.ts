@@ -5,7 +5,7 @@
  * the product then a bias-and-activation pass here (tfjs-backend-wasm 4.22 gets it wrong).
  */
 import type { KernelFunc, NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
-import type { HeapGemm } from './heap-gemm';
+import type { HeapGemm } from '@mkor/core';
 import { broadcastOperand, gemmInto, productShape, withPlainOperands, type OriginalKernels } from './products';
 import type { StaleLayoutGuard } from './stale-layout-guard';
 import { disposeAll, heapView, type WasmBackendInternals } from './wasm-backend';

@@ -3,7 +3,7 @@
  * {@link HeapGemm} on the heap, or an explicit transpose followed by tfjs's own plain product.
  */
 import { broadcast_util, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
-import type { HeapGemm } from './heap-gemm';
+import type { HeapGemm } from '@mkor/core';
 import { byteOffsetOf, disposeAll, heapBuffer, heapView, type WasmBackendInternals } from './wasm-backend';
 
 /** tfjs's own wasm kernels the products delegate to. */

@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, KernelFunc } from '@tensorflow/tfjs-core';
 import { makeConv2DBackpropFilter, makeConv2DBackpropInput } from './conv-kernels';
 import { fusedKernelConfigs, fusedKernelsSupported } from './fused-kernels';
-import type { HeapGemm } from './heap-gemm';
+import type { HeapGemm } from '@mkor/core';
 import { makeBatchMatMul, makeFusedMatMul, type MatMulKernelContext } from './matmul-kernels';
 import { StaleLayoutGuard } from './stale-layout-guard';
 

@@ -1,6 +1,7 @@
 /**
- * The contract of an optional matrix-product provider that computes on the wasm backend's own
- * memory (for example OpenBLAS through `@mkor/openblas`), so that no data is copied.
+ * The contract of a matrix-product provider that computes on one memory (the wasm backend's heap),
+ * so that no data is copied: `@mkor/openblas` provides one (OpenBLAS's sgemm), `@mkor/wasm-kernels`
+ * calls one. Types only: the providers and their users share them from here.
  */
 
 /** One batched product on one memory, as {@link HeapGemm} receives it. */
