@@ -7,27 +7,18 @@ import {
   fromTensor,
   identity,
   infNorm,
+  inverseFactor64,
   maxAbs,
   relativeError,
   seeded,
   updateInverseFactor64,
 } from '@mkor/testing';
-import { type InverseFactor, isLowRank, lowRankToDense } from '@mkor/sherman-morrison';
 import { registerWasmKernels, unregisterWasmKernels } from '@mkor/wasm-kernels';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 
 import { type MkorLayerState, mkorBlock, referenceRefresh, stabilizedRefresh } from './block';
 
-
-/** An inverse factor in either representation as a float64 matrix. */
-function factorMatrix(factor: InverseFactor): Matrix64 {
-  if (!isLowRank(factor)) return fromTensor(factor);
-  const dense = lowRankToDense(factor);
-  const result = fromTensor(dense);
-  dense.dispose();
-  return result;
-}
 
 const LAYER: BlockLayer = blockLayer({ name: 'dense', kind: 'dense', gradientCount: 'rows', kernelName: 'k', biasName: 'b', inputDim: 3, outputDim: 2, kernelShape: [3, 2] });
 
@@ -94,8 +85,8 @@ describe('referenceRefresh (the authors\u2019 refresh) against their sequential 
       state = result.state;
       expect(read(result.inputReset), `refresh ${refresh}: input reset`).toBe(expectedInputReset);
       expect(read(result.outputReset), `refresh ${refresh}: output reset`).toBe(expectedOutputReset);
-      expect(relativeError(factorMatrix(state.inputInverse), input64)).toBeLessThan(1e-5);
-      expect(relativeError(factorMatrix(state.outputInverse), output64)).toBeLessThan(1e-5);
+      expect(relativeError(inverseFactor64(state.inputInverse), input64)).toBeLessThan(1e-5);
+      expect(relativeError(inverseFactor64(state.outputInverse), output64)).toBeLessThan(1e-5);
       expect(state.resetInput!.dataSync()[0]).toBe(resetIn ? 1 : 0);
       expect(state.resetOutput!.dataSync()[0]).toBe(resetOut ? 1 : 0);
       seen.inputResets += expectedInputReset ? 1 : 0;
@@ -132,8 +123,8 @@ describe('stabilizedRefresh (the paper\u2019s refresh)', () => {
         const expectedInput = updateInverseFactor64(blendTowardIdentity64(fromTensor(big), 0.5), Array.from(s.a.dataSync()), 'exact', 0.9);
         const expectedOutput = updateInverseFactor64(identity(2), Array.from(s.g.dataSync()), 'exact', 0.9);
         expect(infNorm(fromTensor(big))).toBeGreaterThan(stabilizer.epsilon);
-        expect(relativeError(factorMatrix(result.state.inputInverse), expectedInput)).toBeLessThan(1e-5);
-        expect(relativeError(factorMatrix(result.state.outputInverse), expectedOutput)).toBeLessThan(1e-5);
+        expect(relativeError(inverseFactor64(result.state.inputInverse), expectedInput)).toBeLessThan(1e-5);
+        expect(relativeError(inverseFactor64(result.state.outputInverse), expectedOutput)).toBeLessThan(1e-5);
         expect(read(result.stabilized)).toBe(true);
         expect(read(result.reset)).toBe(false);
         tf.dispose([...tensorsIn(state), ...tensorsIn(result)]);
@@ -156,7 +147,7 @@ describe('stabilizedRefresh (the paper\u2019s refresh)', () => {
           return { state: refreshed.state, reset: refreshed.events!.reset as tf.Scalar };
         });
         expect(read(result.reset)).toBe(true);
-        expect(Array.from(factorMatrix(result.state.outputInverse).data)).toEqual([1, 0, 0, 1]);
+        expect(Array.from(inverseFactor64(result.state.outputInverse).data)).toEqual([1, 0, 0, 1]);
         tf.dispose([...tensorsIn(state), ...tensorsIn(result)]);
         s.dispose();
         expect(tf.memory().numTensors).toBe(before);
@@ -187,7 +178,7 @@ describe('mkorBlock', () => {
         tf.dispose(tensorsIn(state));
       }
       state = absorbed.state;
-      expect(relativeError(factorMatrix(state.inputInverse), input64)).toBeLessThan(1e-5);
+      expect(relativeError(inverseFactor64(state.inputInverse), input64)).toBeLessThan(1e-5);
       s.dispose();
     }
     expect(refreshedAt).toEqual([0, 1, 3, 6]);

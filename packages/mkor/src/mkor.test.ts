@@ -3,16 +3,16 @@ import {
   blendTowardIdentity64,
   combine,
   frobeniusNorm,
-  fromTensor,
   identity,
   infNorm,
+  inverseFactor64,
   matmul,
   matrix,
   relativeError,
   seeded,
   updateInverseFactor64,
 } from '@mkor/testing';
-import { type InverseFactor, isLowRank, lowRankToDense } from '@mkor/sherman-morrison';
+import { isLowRank } from '@mkor/sherman-morrison';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 
@@ -23,15 +23,6 @@ import type { BlockPreconditionerState } from '@mkor/second-order';
 import type { MkorLayerState } from './block';
 import { mkorPreconditioner } from './mkor';
 
-
-/** An inverse factor in either representation as a float64 matrix. */
-function factorMatrix(factor: InverseFactor): Matrix64 {
-  if (!isLowRank(factor)) return fromTensor(factor);
-  const dense = lowRankToDense(factor);
-  const result = fromTensor(dense);
-  dense.dispose();
-  return result;
-}
 
 const layer: SecondOrderLayer = { name: 'dense', kind: 'dense', gradientCount: 'rows', kernelName: 'dense/kernel', biasName: 'dense/bias', inputDim: 5, outputDim: 3, kernelShape: [5, 3] };
 const conv: SecondOrderLayer = { name: 'conv', kind: 'conv2d', gradientCount: 'samples', kernelName: 'conv/kernel', inputDim: 2 * 2 * 2, outputDim: 4, kernelShape: [2, 2, 2, 4] };
@@ -82,7 +73,7 @@ describe('mkorPreconditioner', () => {
       // Factors with condition up to ~1e2 after a few updates: float32 keeps ~5 digits.
       expect(relativeError(got, expected)).toBeLessThan(1e-4);
       expect(result.updates.other).toBe(grads.other);
-      expect(relativeError(factorMatrix(factorsOf(state, 'dense').inputInverse), factors64.input)).toBeLessThan(1e-4);
+      expect(relativeError(inverseFactor64(factorsOf(state, 'dense').inputInverse), factors64.input)).toBeLessThan(1e-4);
       expect(state.metrics?.refreshed).toEqual(step % 2 === 0 ? ['dense'] : []);
       expect(state.metrics?.scaleFactors.dense).toBeGreaterThan(0);
       tf.dispose([statistics.a, statistics.g, ...Object.values(grads), result.updates['dense/kernel']!, result.updates['dense/bias']!]);
@@ -106,7 +97,7 @@ describe('mkorPreconditioner', () => {
     }
     // The second step saw the same statistics (step 0): the factor update is skipped for them.
     expect(state.layers.conv!.statisticsStep).toBe(0);
-    const after = factorMatrix(factorsOf(state, 'conv').inputInverse);
+    const after = inverseFactor64(factorsOf(state, 'conv').inputInverse);
     const once = updateInverseFactor64(identity(8), new Array(8).fill(1), 'exact', 0.95);
     expect(relativeError(after, once)).toBeLessThan(1e-5);
     tf.dispose([statistics.a, statistics.g, grads['conv/kernel'], ...Object.values(factorsOf(state, 'conv'))]);
@@ -121,7 +112,7 @@ describe('mkorPreconditioner', () => {
       const grads = { 'conv/kernel': tf.ones([2, 2, 2, 4]) };
       const result = applyTransform(transform, grads, state, { extras: { statistics: { conv: statistics } } });
       const expected = updateInverseFactor64(identity(4), g.map((x) => x * expectedScale), 'exact', 0.95);
-      expect(relativeError(factorMatrix(factorsOf(result.state, 'conv').outputInverse), expected)).toBeLessThan(1e-5);
+      expect(relativeError(inverseFactor64(factorsOf(result.state, 'conv').outputInverse), expected)).toBeLessThan(1e-5);
       tf.dispose([statistics.a, statistics.g, grads['conv/kernel'], result.updates['conv/kernel']!, ...Object.values(factorsOf(result.state, 'conv'))]);
     }
   });
@@ -139,7 +130,7 @@ describe('mkorPreconditioner', () => {
     state = result.state;
     expect(state.metrics?.events.reset).toEqual(['conv']);
     expect(state.totals.events.reset).toBe(1);
-    expect(relativeError(factorMatrix(factorsOf(state, 'conv').inputInverse), identity(8))).toBe(0);
+    expect(relativeError(inverseFactor64(factorsOf(state, 'conv').inputInverse), identity(8))).toBe(0);
     expect(Array.from(result.updates['conv/kernel']!.dataSync()).every(Number.isFinite)).toBe(true);
     tf.dispose([statistics.a, statistics.g, grads['conv/kernel'], result.updates['conv/kernel']!, ...Object.values(factorsOf(state, 'conv'))]);
   });
@@ -199,7 +190,7 @@ describe('mkorPreconditioner with low-rank factors', () => {
     const small = run({ factors: 'low-rank', rank: 3 }, 8);
     expect(small.state.totals.events.truncated).toBe(5);
     expect(small.updates.every((u) => u.every(Number.isFinite))).toBe(true);
-    const input = factorMatrix(factorsOf(small.state, 'wide').inputInverse);
+    const input = inverseFactor64(factorsOf(small.state, 'wide').inputInverse);
     expect(input.data.every(Number.isFinite)).toBe(true);
     for (const s of [dense.state, lowRank.state, small.state]) tf.dispose(tensorsIn(s));
     expect(tf.memory().numTensors).toBe(before);

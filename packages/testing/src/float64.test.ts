@@ -1,8 +1,9 @@
+import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
 import { scaledVector, spdMatrix } from './arbitraries';
-import { cholesky, identity, inverse, matmul, matrix, relativeError, transpose } from './float64';
+import { cholesky, identity, inverse, inverseFactor64, matmul, matrix, relativeError, transpose } from './float64';
 
 describe('float64 reference', () => {
   it('Cholesky reproduces an SPD matrix and its inverse is exact', () => {
@@ -14,6 +15,17 @@ describe('float64 reference', () => {
         expect(relativeError(matmul(a, inverse(a)), identity(a.rows))).toBeLessThan(1e-8);
       }),
     );
+  });
+
+  it('inverseFactor64 reads a dense factor and assembles a low-rank one, c·I + U·diag(m)·Uᵀ', () => {
+    const before = tf.memory().numTensors;
+    const dense = tf.tensor2d([[1, 2], [3, 4]]);
+    expect(Array.from(inverseFactor64(dense).data)).toEqual([1, 2, 3, 4]);
+    // 2·I + 3·[1, 2]ᵀ[1, 2] + 0·(an unused column) - 1·[0, 1]ᵀ[0, 1]
+    const parts = { scale: tf.scalar(2), basis: tf.tensor2d([[1, 5, 0], [2, 7, 1]]), weights: tf.tensor1d([3, 0, -1]) };
+    expect(Array.from(inverseFactor64(parts).data)).toEqual([5, 6, 6, 13]);
+    tf.dispose([dense, parts.scale, parts.basis, parts.weights]);
+    expect(tf.memory().numTensors).toBe(before);
   });
 
   it('Cholesky refuses an indefinite matrix', () => {

@@ -37,6 +37,36 @@ export function fromTensor(t: tf.Tensor): Matrix64 {
   return matrix(rows, cols, t.dataSync());
 }
 
+/** The parts of an inverse factor in low-rank form `c·I + U·diag(m)·Uᵀ` (`@mkor/sherman-morrison`'s `LowRankInverse`). */
+export interface LowRankParts {
+  readonly scale: tf.Tensor;
+  readonly basis: tf.Tensor;
+  readonly weights: tf.Tensor;
+}
+
+/**
+ * An inverse factor, dense (a `[d, d]` tensor) or in low-rank form, as a float64 matrix; the
+ * low-rank one is assembled in float64 from its float32 parts: `c·I + Σ_k m_k·u_k·u_kᵀ`.
+ */
+export function inverseFactor64(factor: tf.Tensor | LowRankParts): Matrix64 {
+  if (factor instanceof tf.Tensor) return fromTensor(factor);
+  const c = factor.scale.dataSync()[0] as number;
+  const basis = fromTensor(factor.basis);
+  const weights = factor.weights.dataSync();
+  const d = basis.rows;
+  const result = identity(d);
+  for (let i = 0; i < d * d; i++) result.data[i] = (result.data[i] as number) * c;
+  for (let k = 0; k < basis.cols; k++) {
+    const m = weights[k] as number;
+    if (m === 0) continue;
+    for (let i = 0; i < d; i++) {
+      const ui = m * get(basis, i, k);
+      for (let j = 0; j < d; j++) result.data[i * d + j] = (result.data[i * d + j] as number) + ui * get(basis, j, k);
+    }
+  }
+  return result;
+}
+
 /** A float32 tensor of shape `[rows, cols]` holding `m` rounded to float32. */
 export function toTensor(m: Matrix64): tf.Tensor2D {
   return tf.tensor2d(Float32Array.from(m.data), [m.rows, m.cols]);
