@@ -5,32 +5,9 @@
  *
  *   npx vitest run --config test/browser/gpujs-vitest.config.ts
  */
-import { fileURLToPath } from 'node:url';
-
-import { playwright } from '@vitest/browser-playwright';
-import { defineConfig } from 'vitest/config';
-
-import repositoryConfig from '../../vitest.config';
-import { CHROMIUM } from './chromium';
-
-const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+import { chromiumTestConfig } from './browser-config';
 
 /** The test files run in Chromium, relative to the repository root. */
 export const GPUJS_TEST_FILES = ['packages/gpujs-kernels/src/kernels.test.ts'];
 
-export default defineConfig({
-  root: repoRoot,
-  resolve: repositoryConfig.resolve,
-  test: {
-    include: GPUJS_TEST_FILES,
-    testTimeout: 300_000,
-    hookTimeout: 300_000,
-    browser: {
-      enabled: true,
-      headless: true,
-      screenshotFailures: false,
-      provider: playwright({ launchOptions: { executablePath: CHROMIUM, args: ['--no-sandbox'] } }),
-      instances: [{ browser: 'chromium' }],
-    },
-  },
-});
+export default chromiumTestConfig(GPUJS_TEST_FILES);

@@ -6,34 +6,10 @@
  *
  *   npx vitest run --config test/browser/vitest.webgl.config.ts
  */
-import { fileURLToPath } from 'node:url';
-
-import { playwright } from '@vitest/browser-playwright';
-import { defineConfig } from 'vitest/config';
-
 import repositoryConfig from '../../vitest.config';
-import { CHROMIUM } from './chromium';
-
-const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+import { chromiumTestConfig, repoRoot } from './browser-config';
 
 /** The test files run on webgl, relative to the repository root. */
 export const WEBGL_TEST_FILES = ['packages/sherman-morrison/src/sherman-morrison.test.ts', 'packages/sherman-morrison/src/lemma-3-1.test.ts'];
 
-export default defineConfig({
-  root: repoRoot,
-  resolve: repositoryConfig.resolve,
-  test: {
-    include: WEBGL_TEST_FILES,
-    setupFiles: [`${repoRoot}test/browser/webgl-setup.ts`],
-    testTimeout: 300_000,
-    hookTimeout: 300_000,
-    env: repositoryConfig.test?.env ?? {},
-    browser: {
-      enabled: true,
-      headless: true,
-      screenshotFailures: false,
-      provider: playwright({ launchOptions: { executablePath: CHROMIUM, args: ['--no-sandbox'] } }),
-      instances: [{ browser: 'chromium' }],
-    },
-  },
-});
+export default chromiumTestConfig(WEBGL_TEST_FILES, { setupFiles: [`${repoRoot}test/browser/webgl-setup.ts`], env: repositoryConfig.test?.env ?? {} });
