@@ -50,23 +50,19 @@ export function decisionsFor(backend: string): 'read-back' | 'device' {
 }
 
 /**
- * The optimizers that must read values back synchronously whatever `decisions` says: KFAC inverts
- * its factors from values read back (7 reads per inversion), MKOR-H reads the loss every step.
- */
-const READS_BACK_SYNCHRONOUSLY: readonly OptimizerName[] = ['KFAC', 'MKOR-H'];
-
-/**
  * A new optimizer `name` for `model` (which the second-order ones prepare for capture), with the
- * step's decisions made as {@link decisionsFor} says for `backend`. On webgpu it refuses KFAC and
- * MKOR-H, which must read back synchronously: tfjs-backend-webgpu does that through
- * `OffscreenCanvas`, which in headless Chromium on SwiftShader returns zeros (MKOR-H then trains
- * on a loss of 0, silently) and loses the device (KFAC: an error in its first inversion).
+ * step's decisions made as {@link decisionsFor} says for `backend`. On webgpu it refuses KFAC, which
+ * inverts its factors from values read back synchronously (7 reads per inversion):
+ * tfjs-backend-webgpu does that through `OffscreenCanvas`, which in headless Chromium on
+ * SwiftShader returns zeros and loses the device (an error in KFAC's first inversion). MKOR-H
+ * needs each step's loss: the page steps the second-order optimizers with `minimizeAsync`, which
+ * reads it asynchronously.
  */
 export function createOptimizer(name: OptimizerName, model: tf.LayersModel, learningRate: number, switchChoice: SwitchChoice, backend: string): tf.Optimizer {
   if (!(Number.isFinite(learningRate) && learningRate > 0)) throw new RangeError(`createOptimizer: learningRate of ${name} must be a positive number, got ${learningRate}`);
-  if (backend === 'webgpu' && READS_BACK_SYNCHRONOUSLY.includes(name)) {
+  if (backend === 'webgpu' && name === 'KFAC') {
     throw new Error(
-      `createOptimizer: ${name} is not offered on webgpu: it must read values back synchronously (${name === 'KFAC' ? 'its factors, to invert them' : 'the loss at every step, to decide when to switch'}), ` +
+      'createOptimizer: KFAC is not offered on webgpu: it must read values back synchronously (its factors, to invert them), ' +
         'which tfjs-backend-webgpu does through OffscreenCanvas; in headless Chromium on SwiftShader that returns zeros and loses the device. Choose webgl, wasm or cpu for it.',
     );
   }
@@ -75,7 +71,7 @@ export function createOptimizer(name: OptimizerName, model: tf.LayersModel, lear
     case 'MKOR':
       return new MkorOptimizer(model, { learningRate, decisions });
     case 'MKOR-H':
-      return new MkorOptimizer(model, { learningRate, hybrid: { rule: switchRuleOf(switchChoice) } });
+      return new MkorOptimizer(model, { learningRate, decisions, hybrid: { rule: switchRuleOf(switchChoice) } });
     case 'KFAC':
       return new KfacOptimizer(model, { learningRate, decisions });
     case 'Eva':

@@ -121,7 +121,9 @@ export async function trainSideBySide(data: LabelledImages, settings: TrainingSe
         for (const [index, { model, optimizer }] of trainees.entries()) {
           const run = runs[index] as OptimizerRun;
           const start = performance.now();
-          const loss = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, true);
+          const lossOf = () => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar;
+          // minimizeAsync: MKOR-H's switch gets the loss with no synchronous read-back (webgpu).
+          const loss = isSecondOrder(optimizer) ? await optimizer.minimizeAsync(lossOf, true) : optimizer.minimize(lossOf, true);
           if (loss === null) throw new Error(`trainSideBySide: ${run.name} returned no loss at step ${step}`);
           const value = (await loss.data())[0] as number;
           loss.dispose();

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 
 import { CHECKPOINT_FORMAT, TransformOptimizer } from './optimizer';
 import { type Transform, chain, scaleBy } from './transform';
@@ -47,6 +47,36 @@ describe('TransformOptimizer', () => {
     expect(optimizer.currentState?.[0].losses[0]).toBeCloseTo(14, 5);
     optimizer.dispose();
     w.dispose();
+  });
+
+  it('minimizeAsync reads the loss with no synchronous read-back, steps as minimize does, returns the cost or frees it', async () => {
+    const sync = tf.variable(tf.tensor1d([0, 0, 0]), true, 'transform-optimizer-w-sync');
+    const async = tf.variable(tf.tensor1d([0, 0, 0]), true, 'transform-optimizer-w-async');
+    const bySync = new TransformOptimizer(chain(momentum(), scaleBy(-0.1)), { readsLoss: true });
+    const byAsync = new TransformOptimizer(chain(momentum(), scaleBy(-0.1)), { readsLoss: true });
+    bySync.minimize(loss(sync));
+    await byAsync.minimizeAsync(loss(async));
+    const before = tf.memory().numTensors;
+    const readSync = vi.spyOn(tf.Tensor.prototype, 'dataSync');
+    for (let s = 1; s < 10; s++) {
+      bySync.minimize(loss(sync));
+      const cost = await byAsync.minimizeAsync(loss(async), s === 9);
+      if (s === 9) {
+        expect(cost?.dataSync()[0]).toBeCloseTo(byAsync.currentState![0].losses[9]!, 6);
+        cost?.dispose();
+      } else expect(cost).toBeNull();
+      if (s === 8) expect(readSync).toHaveBeenCalledTimes(8); // minimize's reads only
+    }
+    readSync.mockRestore();
+    expect(tf.memory().numTensors).toBe(before);
+    expect(Array.from(async.dataSync())).toEqual(Array.from(sync.dataSync()));
+    expect(byAsync.currentState![0].losses).toEqual(bySync.currentState![0].losses);
+    expect(byAsync.iterations).toBe(10);
+    // A loss function that throws leaves nothing behind.
+    await expect(byAsync.minimizeAsync(() => { throw new Error('bad batch'); })).rejects.toThrow('bad batch');
+    expect(tf.memory().numTensors).toBe(before);
+    [bySync, byAsync].forEach((o) => o.dispose());
+    tf.dispose([sync, async]);
   });
 
   it('resumes from getWeights/setWeights exactly as an uninterrupted run', async () => {

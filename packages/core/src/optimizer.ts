@@ -75,7 +75,6 @@ export class TransformOptimizer<S> extends tf.Optimizer {
 
   private state: S | undefined;
   private pendingWeights: NamedStateTensor[] | undefined;
-  private lastLoss: number | undefined;
   /** The tensors the latest `getWeights` made (not state), freed by the next one or `dispose`. */
   private issued: tf.Tensor[] = [];
   /** The variables of the latest step: a checkpoint restored after one is rebuilt at once. */
@@ -115,16 +114,43 @@ export class TransformOptimizer<S> extends tf.Optimizer {
     }
   }
 
-  /** As `tf.Optimizer.minimize`, also reading the loss back when `readsLoss` is set. */
+  /** As `tf.Optimizer.minimize`, also reading the loss back when `readsLoss` is set (synchronously: see {@link minimizeAsync}). */
   override minimize(f: () => tf.Scalar, returnCost = false, varList?: tf.Variable[]): tf.Scalar | null {
     if (!this.adapterOptions.readsLoss) return super.minimize(f, returnCost, varList);
     const { value, grads } = this.computeGradients(f, varList);
-    this.lastLoss = value.dataSync()[0];
+    return this.stepWithLoss(value, grads, () => value.dataSync()[0] as number, returnCost, varList);
+  }
+
+  /**
+   * {@link minimize} with the loss read back asynchronously (`await value.data()`) when the
+   * optimizer reads it (`readsLoss`: MKOR-H's switch), so a step makes no synchronous read-back:
+   * what WebGPU needs (a synchronous read there is slow everywhere and fails on some devices), and
+   * it keeps a page responsive on WebGL. Without `readsLoss` it is `minimize`. The step itself is
+   * the same, so the weights are the same as with `minimize`.
+   */
+  async minimizeAsync(f: () => tf.Scalar, returnCost = false, varList?: tf.Variable[]): Promise<tf.Scalar | null> {
+    if (!this.adapterOptions.readsLoss) return this.minimize(f, returnCost, varList);
+    const { value, grads } = this.computeGradients(f, varList);
+    let loss: number;
     try {
-      this.applyGradients(varList == null ? grads : varList.map((v) => ({ name: v.name, tensor: grads[v.name] as tf.Tensor })));
+      loss = (await value.data())[0] as number;
+    } catch (error) {
+      tf.dispose([value, ...Object.values(grads)]);
+      throw error;
+    }
+    return this.stepWithLoss(value, grads, () => loss, returnCost, varList);
+  }
+
+  /** The step of `minimize` once the gradients are there: `loss()` read, applied, gradients freed, the cost returned or freed. */
+  private stepWithLoss(value: tf.Scalar, grads: tf.NamedTensorMap, loss: () => number, returnCost: boolean, varList?: tf.Variable[]): tf.Scalar | null {
+    try {
+      const ordered = varList == null ? grads : varList.map((v) => ({ name: v.name, tensor: grads[v.name] as tf.Tensor }));
+      this.applyGradientsWithContext(ordered, { loss: loss() });
+    } catch (error) {
+      value.dispose();
+      throw error;
     } finally {
-      this.lastLoss = undefined;
-      tf.dispose(grads);
+      tf.dispose(Object.values(grads));
     }
     if (returnCost) return value;
     value.dispose();
@@ -138,8 +164,8 @@ export class TransformOptimizer<S> extends tf.Optimizer {
 
   /**
    * {@link applyGradients} with context supplied by the caller (`extras` such as all-reduced
-   * statistics from a data-parallel trainer); its `loss` is used when given, else the one
-   * `minimize` read back with `readsLoss`.
+   * statistics from a data-parallel trainer, or the `loss`, which `minimize` passes with
+   * `readsLoss`).
    */
   applyGradientsWithContext(
     variableGradients: tf.NamedTensorMap | NamedStateTensor[],
@@ -166,7 +192,7 @@ export class TransformOptimizer<S> extends tf.Optimizer {
     if (this.state === undefined) this.state = this.initialState(params);
     this.lastParams = params;
 
-    const loss = override.loss ?? this.lastLoss;
+    const { loss } = override;
     const context: UpdateContext = {
       ...(override.extras === undefined ? {} : { extras: override.extras }),
       params,

@@ -1,7 +1,7 @@
 import { prepareModel } from '@mkor/capture';
 import type { Transform } from '@mkor/core';
 import { sgd } from '@mkor/first-order';
-import { lossRateRule } from '@mkor/hybrid-switch';
+import { type SwitchRule, lossRateRule } from '@mkor/hybrid-switch';
 import { countReadBacks } from '@mkor/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
@@ -191,11 +191,48 @@ describe("MkorOptimizer with decisions: 'device'", () => {
     expect(device.stepReadBacks).toBe(0);
   });
 
-  it('refuses decisions with the hybrid switch, and an unknown value', () => {
+  it('runs MKOR-H too: stepped by minimizeAsync it reads nothing back synchronously, and its switch sees the same losses', async () => {
+    /** Switches at the 5th step, recording the losses it saw. */
+    const recording: SwitchRule<{ losses: number[] }> = {
+      init: () => ({ losses: [] }),
+      observe: (state, { step, loss }) => ({ state: { losses: [...state.losses, loss ?? Number.NaN] }, switchNow: step >= 4 }),
+    };
+    const run = async (decisions: 'read-back' | 'device') => {
+      const net = model();
+      const [inputs, targets] = [x(), y()];
+      const before = tf.memory().numTensors;
+      const optimizer = new MkorOptimizer(net, { decisions, factorUpdateInterval: 2, hybrid: { rule: recording } });
+      const loss = () => tf.losses.meanSquaredError(targets, net.apply(inputs) as tf.Tensor) as tf.Scalar;
+      let readBacks = 0;
+      for (let step = 0; step < 8; step++) {
+        if (decisions === 'read-back') optimizer.minimize(loss);
+        else {
+          let stepping: Promise<unknown> | undefined;
+          readBacks += countReadBacks(() => (stepping = optimizer.minimizeAsync(loss)));
+          await stepping;
+        }
+      }
+      const losses = ((optimizer.currentState!.inner[0] as { rule: { losses: number[] } }).rule).losses;
+      const result = { weights: net.getWeights().map((w) => Array.from(w.dataSync())), switchedAtStep: optimizer.switchedAtStep, losses, readBacks, totals: await optimizer.readTotals() };
+      optimizer.dispose();
+      expect(tf.memory().numTensors).toBe(before);
+      tf.dispose([inputs, targets]);
+      net.dispose();
+      return result;
+    };
+    const hosted = await run('read-back');
+    const device = await run('device');
+    expect(device.readBacks).toBe(0);
+    expect(hosted.switchedAtStep).toBe(4);
+    expect(device.switchedAtStep).toBe(4);
+    expect(device.losses).toHaveLength(5);
+    expect(device.losses).toEqual(hosted.losses);
+    expect(device.weights).toEqual(hosted.weights);
+    expect(device.totals).toEqual(hosted.totals);
+  });
+
+  it('refuses an unknown value', () => {
     const net = model();
-    expect(() => new MkorOptimizer(net, { decisions: 'device', hybrid: { rule: lossRateRule({ window: 5, threshold: 0.1 }) } })).toThrow(
-      "MkorOptimizer: the hybrid switch reads the loss back every step; decisions 'device' (no read-back) cannot be combined with it",
-    );
     expect(() => new MkorOptimizer(net, { decisions: 'gpu' as never })).toThrow("MkorOptimizer: decisions must be one of 'read-back', 'device'");
     net.dispose();
   });

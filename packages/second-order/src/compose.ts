@@ -23,7 +23,11 @@ export interface CompositionOptions {
   readonly backend: Transform<unknown>;
   /** Drop the preconditioner (keep the backend) once the rule says so (MKOR-H); the loss is read from `context.loss`. */
   readonly hybrid?: HybridOptions;
-  /** Where the NaN guard decides (`skipNonFinite`'s `decisions`); default `'read-back'`. Not with `hybrid`. */
+  /**
+   * Where the NaN guard decides (`skipNonFinite`'s `decisions`); default `'read-back'`. With
+   * `hybrid` and `'device'`, the switch (on the host) sees every step's loss, a step's the guard
+   * refuses too (the loss-rate rule ignores a non-finite loss), and may switch on such a step.
+   */
   readonly decisions?: GuardDecisions;
 }
 
@@ -68,9 +72,6 @@ export function withBackend<P extends { readonly metrics: unknown }>(
 ): SecondOrderTransform<P> {
   const { backend, hybrid, decisions } = options;
   checkBackend(where, backend);
-  if (hybrid !== undefined && decisions === 'device') {
-    throw new RangeError(`${where}: the hybrid switch reads the loss back every step; decisions 'device' (no read-back) cannot be combined with it`);
-  }
   let first: Transform<PreconditionerPart<P>> = preconditioner as Transform<PreconditionerPart<P>>;
   if (hybrid !== undefined) {
     if (typeof hybrid !== 'object' || hybrid === null) throw new TypeError(`${where}: hybrid must be { rule, clock?, releaseOnSwitch? }`);

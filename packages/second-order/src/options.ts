@@ -29,7 +29,8 @@ export interface SecondOrderOptions {
    * device, and the metrics leave out the events only known there and the scale factors; the
    * totals read the counts when asked). For GPU backends, where every read-back stalls the
    * pipeline, and WebGPU, which cannot read synchronously. See `skipNonFinite` of `@mkor/core`
-   * for what a refused step does then. Not with the hybrid switch (it reads the loss each step).
+   * for what a refused step does then. The hybrid switch needs each step's loss: `minimize` reads
+   * it synchronously, `minimizeAsync` (of `TransformOptimizer`) does not.
    */
   readonly decisions?: GuardDecisions;
 }
