@@ -75,6 +75,15 @@ describe('TransformOptimizer', () => {
     // A loss function that throws leaves nothing behind.
     await expect(byAsync.minimizeAsync(() => { throw new Error('bad batch'); })).rejects.toThrow('bad batch');
     expect(tf.memory().numTensors).toBe(before);
+    // A step taken while one awaits its loss is refused; the pending one completes as if alone.
+    const pending = byAsync.minimizeAsync(loss(async));
+    expect(() => byAsync.minimize(loss(async))).toThrow('TransformOptimizer.minimize: a minimizeAsync step is in flight; await it before taking the next step');
+    await expect(byAsync.minimizeAsync(loss(async))).rejects.toThrow('TransformOptimizer.minimizeAsync: a minimizeAsync step is in flight');
+    await pending;
+    bySync.minimize(loss(sync));
+    expect(Array.from(async.dataSync())).toEqual(Array.from(sync.dataSync()));
+    expect(byAsync.iterations).toBe(11);
+    expect(tf.memory().numTensors).toBe(before);
     [bySync, byAsync].forEach((o) => o.dispose());
     tf.dispose([sync, async]);
   });

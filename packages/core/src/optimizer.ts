@@ -75,6 +75,8 @@ export class TransformOptimizer<S> extends tf.Optimizer {
 
   private state: S | undefined;
   private pendingWeights: NamedStateTensor[] | undefined;
+  /** Whether a `minimizeAsync` step awaits its loss: a step taken meanwhile would take its captured statistics. */
+  private asyncStepInFlight = false;
   /** The tensors the latest `getWeights` made (not state), freed by the next one or `dispose`. */
   private issued: tf.Tensor[] = [];
   /** The variables of the latest step: a checkpoint restored after one is rebuilt at once. */
@@ -116,6 +118,7 @@ export class TransformOptimizer<S> extends tf.Optimizer {
 
   /** As `tf.Optimizer.minimize`, also reading the loss back when `readsLoss` is set (synchronously: see {@link minimizeAsync}). */
   override minimize(f: () => tf.Scalar, returnCost = false, varList?: tf.Variable[]): tf.Scalar | null {
+    this.refuseWhileAsyncStep('minimize');
     if (!this.adapterOptions.readsLoss) return super.minimize(f, returnCost, varList);
     const { value, grads } = this.computeGradients(f, varList);
     return this.stepWithLoss(value, grads, () => value.dataSync()[0] as number, returnCost, varList);
@@ -126,19 +129,29 @@ export class TransformOptimizer<S> extends tf.Optimizer {
    * optimizer reads it (`readsLoss`: MKOR-H's switch), so a step makes no synchronous read-back:
    * what WebGPU needs (a synchronous read there is slow everywhere and fails on some devices), and
    * it keeps a page responsive on WebGL. Without `readsLoss` it is `minimize`. The step itself is
-   * the same, so the weights are the same as with `minimize`.
+   * the same, so the weights are the same as with `minimize`. Await each step before the next:
+   * `minimize` or `minimizeAsync` called while one is in flight throws (the later forward pass
+   * would replace the statistics the pending step captured).
    */
   async minimizeAsync(f: () => tf.Scalar, returnCost = false, varList?: tf.Variable[]): Promise<tf.Scalar | null> {
+    this.refuseWhileAsyncStep('minimizeAsync');
     if (!this.adapterOptions.readsLoss) return this.minimize(f, returnCost, varList);
     const { value, grads } = this.computeGradients(f, varList);
+    this.asyncStepInFlight = true;
     let loss: number;
     try {
       loss = (await value.data())[0] as number;
     } catch (error) {
       tf.dispose([value, ...Object.values(grads)]);
       throw error;
+    } finally {
+      this.asyncStepInFlight = false;
     }
     return this.stepWithLoss(value, grads, () => loss, returnCost, varList);
+  }
+
+  private refuseWhileAsyncStep(method: string): void {
+    if (this.asyncStepInFlight) throw new Error(`${this.getClassName()}.${method}: a minimizeAsync step is in flight; await it before taking the next step`);
   }
 
   /** The step of `minimize` once the gradients are there: `loss()` read, applied, gradients freed, the cost returned or freed. */
