@@ -25,8 +25,8 @@ export interface CompositionOptions {
   readonly hybrid?: HybridOptions;
   /**
    * Where the NaN guard decides (`skipNonFinite`'s `decisions`); default `'read-back'`. With
-   * `hybrid` and `'device'`, the switch (on the host) sees every step's loss, a step's the guard
-   * refuses too (the loss-rate rule ignores a non-finite loss), and may switch on such a step.
+   * `hybrid` and `'device'`, the switch (on the host) sees every step's loss, also the loss of a
+   * step the guard refuses (the loss-rate rule ignores a non-finite loss), and may switch on it.
    */
   readonly decisions?: GuardDecisions;
 }
